@@ -1,0 +1,176 @@
+"""Cryptographic primitives of WireGuard (whitepaper 5.4), as thin wrappers.
+
+X25519 and ChaCha20-Poly1305 come from `cryptography`; BLAKE2s from hashlib. HChaCha20, which
+no library exposes, is written here (for the cookie's XChaCha20-Poly1305) and pinned by the
+published test vectors in tests/unit/test_crypto_vectors.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+KEY_LEN = 32
+HASH_LEN = 32
+MAC_LEN = 16
+TAG_LEN = 16
+
+_blake2s = hashlib.blake2s
+_ZERO_KEY = bytes(32)
+
+
+class CryptoError(Exception):
+    """Authentication or key agreement failed. Carries no key material."""
+
+
+# --- hashing -----------------------------------------------------------------------
+
+def HASH(data: bytes) -> bytes:  # noqa: N802 - whitepaper name
+    return _blake2s(data).digest()
+
+
+def MAC(key: bytes, data: bytes) -> bytes:  # noqa: N802
+    """Keyed BLAKE2s with a 16-byte digest."""
+    return _blake2s(data, digest_size=16, key=key).digest()
+
+
+def HMAC(key: bytes, data: bytes) -> bytes:  # noqa: N802
+    return hmac.new(key, data, _blake2s).digest()
+
+
+def KDF1(key: bytes, data: bytes) -> bytes:  # noqa: N802
+    t0 = HMAC(key, data)
+    return HMAC(t0, b"\x01")
+
+
+def KDF2(key: bytes, data: bytes) -> tuple[bytes, bytes]:  # noqa: N802
+    t0 = HMAC(key, data)
+    t1 = HMAC(t0, b"\x01")
+    t2 = HMAC(t0, t1 + b"\x02")
+    return t1, t2
+
+
+def KDF3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:  # noqa: N802
+    t0 = HMAC(key, data)
+    t1 = HMAC(t0, b"\x01")
+    t2 = HMAC(t0, t1 + b"\x02")
+    t3 = HMAC(t0, t2 + b"\x03")
+    return t1, t2, t3
+
+
+# --- Curve25519 ----------------------------------------------------------------------
+
+def public_key(private: bytes) -> bytes:
+    return (
+        X25519PrivateKey.from_private_bytes(private)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+def generate_keypair(rng_bytes: bytes) -> tuple[bytes, bytes]:
+    """A keypair from 32 random bytes supplied by the caller (the core owns no RNG)."""
+    private = bytearray(rng_bytes)
+    private[0] &= 248
+    private[31] = (private[31] & 127) | 64
+    private_b = bytes(private)
+    return private_b, public_key(private_b)
+
+
+def dh(private: bytes, public: bytes) -> bytes:
+    """X25519; an all-zero result (a low-order point) is an error, as in the kernel."""
+    try:
+        shared = X25519PrivateKey.from_private_bytes(private).exchange(
+            X25519PublicKey.from_public_bytes(public)
+        )
+    except ValueError:
+        # cryptography refuses all-zero shared secrets itself
+        raise CryptoError("invalid public key") from None
+    if hmac.compare_digest(shared, _ZERO_KEY):
+        raise CryptoError("invalid public key")
+    return shared
+
+
+# --- ChaCha20-Poly1305 ------------------------------------------------------------------
+
+_counter_nonce = struct.Struct("<4xQ").pack
+
+
+def nonce(counter: int) -> bytes:
+    """The 96-bit nonce: 32 zero bits then the 64-bit little-endian counter."""
+    return _counter_nonce(counter)
+
+
+def aead_encrypt(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:
+    return ChaCha20Poly1305(key).encrypt(_counter_nonce(counter), plaintext, ad)
+
+
+def aead_decrypt(key: bytes, counter: int, ciphertext: bytes, ad: bytes) -> bytes:
+    try:
+        return ChaCha20Poly1305(key).decrypt(_counter_nonce(counter), ciphertext, ad)
+    except InvalidTag:
+        raise CryptoError("authentication failed") from None
+
+
+# --- HChaCha20 / XChaCha20-Poly1305 ---------------------------------------------------------
+
+_MASK = 0xFFFFFFFF
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
+
+
+def _quarter_round(s: list[int], a: int, b: int, c: int, d: int) -> None:
+    s[a] = (s[a] + s[b]) & _MASK
+    s[d] ^= s[a]
+    s[d] = ((s[d] << 16) | (s[d] >> 16)) & _MASK
+    s[c] = (s[c] + s[d]) & _MASK
+    s[b] ^= s[c]
+    s[b] = ((s[b] << 12) | (s[b] >> 20)) & _MASK
+    s[a] = (s[a] + s[b]) & _MASK
+    s[d] ^= s[a]
+    s[d] = ((s[d] << 8) | (s[d] >> 24)) & _MASK
+    s[c] = (s[c] + s[d]) & _MASK
+    s[b] ^= s[c]
+    s[b] = ((s[b] << 7) | (s[b] >> 25)) & _MASK
+
+
+def hchacha20(key: bytes, nonce16: bytes) -> bytes:
+    """HChaCha20 (draft-irtf-cfrg-xchacha, 2.2): 20 ChaCha rounds, no feed-forward,
+    output words 0..3 and 12..15."""
+    if len(key) != 32 or len(nonce16) != 16:
+        raise ValueError("HChaCha20 takes a 32-byte key and a 16-byte nonce")
+    s = list(_SIGMA) + list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
+    for _ in range(10):
+        _quarter_round(s, 0, 4, 8, 12)
+        _quarter_round(s, 1, 5, 9, 13)
+        _quarter_round(s, 2, 6, 10, 14)
+        _quarter_round(s, 3, 7, 11, 15)
+        _quarter_round(s, 0, 5, 10, 15)
+        _quarter_round(s, 1, 6, 11, 12)
+        _quarter_round(s, 2, 7, 8, 13)
+        _quarter_round(s, 3, 4, 9, 14)
+    return struct.pack("<8I", *(s[0:4] + s[12:16]))
+
+
+def _xchacha_subkey(key: bytes, nonce24: bytes) -> tuple[bytes, bytes]:
+    if len(nonce24) != 24:
+        raise ValueError("XChaCha20 takes a 24-byte nonce")
+    return hchacha20(key, nonce24[:16]), b"\x00\x00\x00\x00" + nonce24[16:]
+
+
+def xaead_encrypt(key: bytes, nonce24: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    subkey, n = _xchacha_subkey(key, nonce24)
+    return ChaCha20Poly1305(subkey).encrypt(n, plaintext, ad)
+
+
+def xaead_decrypt(key: bytes, nonce24: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    subkey, n = _xchacha_subkey(key, nonce24)
+    try:
+        return ChaCha20Poly1305(subkey).decrypt(n, ciphertext, ad)
+    except InvalidTag:
+        raise CryptoError("authentication failed") from None
