@@ -1,0 +1,22 @@
+"""The wg / wg-quick configuration format: a line parser that names file:line, and a writer."""
+
+from wgpy.conf.parser import (
+    Config,
+    ConfigError,
+    InterfaceSection,
+    PeerSection,
+    SourceLine,
+    parse_config,
+)
+from wgpy.conf.writer import format_config, strip_config
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "InterfaceSection",
+    "PeerSection",
+    "SourceLine",
+    "format_config",
+    "parse_config",
+    "strip_config",
+]
