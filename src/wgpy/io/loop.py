@@ -1,0 +1,260 @@
+"""The event loop that drives a sans-IO `Device`: the only place packets move.
+
+One thread, one selector (epoll), no locks. Each readiness event is handled as a batch:
+
+    TUN readable  -> read up to BATCH packets -> dev.send_packet(p, now) each -> flush
+    UDP readable  -> read up to BATCH datagrams -> dev.receive_datagram(d, src, now) -> flush
+    flush         -> dev.to_network to the UDP sockets, dev.to_tun to the TUN
+    deadline      -> dev.on_timer(now) when dev.next_deadline() has passed -> flush
+
+Batching is where the speed comes from: the core appends its outputs to lists and the loop hands
+a whole list to the socket layer at once, which is where UDP GSO (`UdpBind.send_batch`) and
+coalesced TUN writes plug in. The hot methods bind what they call to locals.
+
+Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
+`add_reader`/`set_writer`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from wgpy.control.model import Endpoint
+from wgpy.io.tun_linux import LinkGone
+
+log = logging.getLogger("wgpy.io.loop")
+
+BATCH = 64  # packets or datagrams handled per readiness event (a tuning knob)
+HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow checks
+
+
+class TunLike(Protocol):
+    def fileno(self) -> int: ...
+    def read_packet(self) -> bytes | None: ...
+    def write_packet(self, packet: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class NetLike(Protocol):
+    port: int
+
+    def sockets(self) -> list[Any]: ...
+    def open(self, port: int) -> int: ...
+    def set_mark(self, mark: int) -> None: ...
+    def receive_batch(self, sock: Any, out: list[tuple[bytes, Endpoint]], limit: int) -> None: ...
+    def send_batch(self, datagrams: list[tuple[bytes, Endpoint]]) -> None: ...
+    def close(self) -> None: ...
+
+
+Callback = Callable[[], None]
+
+
+class DeviceLoop:
+    """Runs `device` over `tun` and `net` until `stop()` (signal, link deleted, error)."""
+
+    def __init__(
+        self,
+        device: Any,
+        tun: TunLike,
+        net: NetLike,
+        clock: Callable[[], float] = time.monotonic,
+        batch: int = BATCH,
+    ) -> None:
+        self.device = device
+        self.tun = tun
+        self.net = net
+        self.clock = clock
+        self.batch = batch
+        self.selector = selectors.DefaultSelector()
+        self.stop_reason: str | None = None
+        self.on_housekeeping: list[Callback] = []
+        self._rx: list[tuple[bytes, Endpoint]] = []
+        self._last_drops: collections.Counter = collections.Counter()
+        self._next_housekeeping = 0.0
+        self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self.selector.register(tun, selectors.EVENT_READ, self._on_tun_readable)
+        self._register_sockets()
+
+    # --- registration ----------------------------------------------------------------
+
+    def add_reader(self, fileobj: Any, callback: Callback) -> None:
+        self.selector.register(fileobj, selectors.EVENT_READ, callback)
+
+    def set_events(self, fileobj: Any, events: int, callback: Callable[[int], None]) -> None:
+        """Register or modify `fileobj` for `events`; `callback(mask)` gets the ready mask."""
+        try:
+            self.selector.modify(fileobj, events, ("mask", callback))
+        except KeyError:
+            self.selector.register(fileobj, events, ("mask", callback))
+
+    def remove(self, fileobj: Any) -> None:
+        try:
+            self.selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def _register_sockets(self) -> None:
+        for sock in self.net.sockets():
+            self.selector.register(sock, selectors.EVENT_READ, self._udp_reader(sock))
+
+    def _unregister_sockets(self) -> None:
+        for sock in self.net.sockets():
+            self.remove(sock)
+
+    # --- control (used by the UAPI configurator) ------------------------------------
+
+    def rebind(self, port: int) -> int:
+        """Bind the UDP sockets to `port` (0 = random); returns the bound port. On OSError
+        the old sockets stay in service."""
+        old = self.net.sockets()
+        new_port = self.net.open(port)
+        for sock in old:
+            self.remove(sock)
+        self._register_sockets()
+        return new_port
+
+    def set_mark(self, mark: int) -> None:
+        self.net.set_mark(mark)
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the loop; a socketpair wakes the selector at once."""
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._signal_socks = (reader, writer)
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+        def handler(signum: int, _frame: object) -> None:
+            self.stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+        def drain() -> None:
+            try:
+                while reader.recv(64):
+                    pass
+            except BlockingIOError:
+                pass
+
+        self.add_reader(reader, drain)
+
+    # --- the hot path ---------------------------------------------------------------
+
+    def _on_tun_readable(self) -> None:
+        now = self.clock()
+        read_packet = self.tun.read_packet
+        send_packet = self.device.send_packet
+        try:
+            for _ in range(self.batch):
+                packet = read_packet()
+                if packet is None:
+                    break
+                send_packet(packet, now)
+        except LinkGone:
+            self.stop("link deleted")
+        self._flush()
+
+    def _udp_reader(self, sock: Any) -> Callback:
+        def on_udp_readable() -> None:
+            now = self.clock()
+            batch = self._rx
+            self.net.receive_batch(sock, batch, self.batch)
+            receive = self.device.receive_datagram
+            for data, src in batch:
+                try:
+                    receive(data, src, now)
+                except Exception:  # the core must not raise on input; never let it kill us
+                    log.exception("core raised on a received datagram")
+            batch.clear()
+            self._flush()
+
+        return on_udp_readable
+
+    def _flush(self) -> None:
+        device = self.device
+        if device.to_network:
+            datagrams = device.to_network
+            device.to_network = []
+            self.net.send_batch(datagrams)
+        if device.to_tun:
+            packets = device.to_tun
+            device.to_tun = []
+            write = self.tun.write_packet
+            try:
+                for packet in packets:
+                    write(packet)
+            except LinkGone:
+                self.stop("link deleted")
+
+    # --- running -----------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Run until stopped; returns why."""
+        while self.stop_reason is None:
+            self.run_once()
+        return self.stop_reason
+
+    def run_once(self, max_wait: float | None = None) -> None:
+        """Wait for one round of events (or the next deadline) and handle them."""
+        device = self.device
+        now = self.clock()
+        deadline = device.next_deadline()
+        wake = self._next_housekeeping
+        if deadline is not None and deadline < wake:
+            wake = deadline
+        timeout = wake - now
+        if timeout < 0:
+            timeout = 0
+        if max_wait is not None and timeout > max_wait:
+            timeout = max_wait
+        for key, mask in self.selector.select(timeout):
+            callback = key.data
+            if type(callback) is tuple:
+                callback[1](mask)
+            else:
+                callback()
+        now = self.clock()
+        deadline = device.next_deadline()
+        if deadline is not None and deadline <= now:
+            try:
+                device.on_timer(now)
+            except Exception:
+                log.exception("core raised in on_timer")
+            self._flush()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            drops = getattr(self.device, "drops", None)
+            if drops:
+                delta = collections.Counter(drops)
+                delta.subtract(self._last_drops)
+                for reason, count in delta.items():
+                    if count > 0:
+                        name = getattr(reason, "value", reason)
+                        log.debug("dropped %d: %s", count, name)
+                self._last_drops = collections.Counter(drops)
+        for callback in self.on_housekeeping:
+            callback()
+
+    def close(self) -> None:
+        self.selector.close()
+        if self._signal_socks is not None:
+            signal.set_wakeup_fd(-1)
+            for s in self._signal_socks:
+                s.close()
+            self._signal_socks = None

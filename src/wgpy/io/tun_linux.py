@@ -1,0 +1,184 @@
+"""The Linux TUN device: /dev/net/tun with IFF_TUN | IFF_NO_PI, non-blocking.
+
+Packets are plain IP packets (no packet-information prefix). Optionally the device is opened
+with IFF_VNET_HDR: then every read and write carries a 10-byte `virtio_net_hdr` in front, which
+is what lets a later writer hand the kernel one coalesced TCP super-packet (GRO into the TUN).
+Without offloads negotiated (TUNSETOFFLOAD) the header is all zero both ways.
+
+When the interface is deleted (`ip link del`, which is how wg-quick stops a userspace
+implementation) the kernel detaches our file: poll reports an error and read fails with EBADFD.
+`read_packet` turns that into `LinkGone`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+# linux/if_tun.h
+TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
+TUNGETFEATURES = 0x800454CF
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+IFF_MULTI_QUEUE = 0x0100
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+# linux/sockios.h
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+
+VNET_HDR_LEN = 10  # struct virtio_net_hdr (without num_buffers)
+IFNAMSIZ = 16
+MAX_PACKET = 65535
+
+# errno values a read returns once the interface is gone
+_LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV})
+
+_ifreq_flags = struct.Struct(f"{IFNAMSIZ}sH22x")
+_ifreq_int = struct.Struct(f"{IFNAMSIZ}si20x")
+
+
+class LinkGone(Exception):
+    """The TUN interface was deleted; the daemon should exit."""
+
+
+def tun_features() -> int:
+    """The IFF_* flags this kernel's TUN driver supports (TUNGETFEATURES)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, TUNGETFEATURES, buf)
+        return int.from_bytes(buf, "little")
+    finally:
+        os.close(fd)
+
+
+def set_mtu(ifname: str, mtu: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s.fileno(), SIOCSIFMTU, _ifreq_int.pack(ifname.encode(), mtu))
+
+
+def get_mtu(ifname: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        out = fcntl.ioctl(s.fileno(), SIOCGIFMTU, _ifreq_int.pack(ifname.encode(), 0))
+    return _ifreq_int.unpack(out)[1]
+
+
+class TunDevice:
+    """One queue of a TUN interface. `fileno()` is for the event loop's selector."""
+
+    def __init__(self, fd: int, name: str, vnet_hdr: bool) -> None:
+        self.fd = fd
+        self.name = name
+        self.vnet_hdr = vnet_hdr
+        self.offloads = 0
+        self.closed = False
+
+    # --- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, name: str, mtu: int = 1420, vnet_hdr: bool = False) -> TunDevice:
+        """Create (or attach to) the TUN interface `name` and set its MTU.
+
+        `vnet_hdr` is honoured only if the kernel supports IFF_VNET_HDR.
+        """
+        if not name or len(name.encode()) >= IFNAMSIZ or "/" in name:
+            raise ValueError("interface name must be 1..15 bytes")
+        if vnet_hdr and not tun_features() & IFF_VNET_HDR:
+            vnet_hdr = False
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            out = fcntl.ioctl(fd, TUNSETIFF, _ifreq_flags.pack(name.encode(), flags))
+            real_name = _ifreq_flags.unpack(out)[0].rstrip(b"\0").decode()
+            if vnet_hdr:
+                fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            os.set_blocking(fd, False)
+            set_mtu(real_name, mtu)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, real_name, vnet_hdr)
+
+    @classmethod
+    def from_fd(cls, fd: int) -> TunDevice:
+        """Adopt an already configured TUN fd (WG_TUN_FD, passed by a backgrounding parent)."""
+        out = fcntl.ioctl(fd, TUNGETIFF, _ifreq_flags.pack(b"", 0))
+        raw_name, flags = _ifreq_flags.unpack(out)
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)
+        return cls(fd, raw_name.rstrip(b"\0").decode(), bool(flags & IFF_VNET_HDR))
+
+    def set_offloads(self, offloads: int) -> bool:
+        """TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 ...); only with vnet_hdr. False if refused."""
+        if not self.vnet_hdr:
+            return False
+        try:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, offloads)
+        except OSError:
+            return False
+        self.offloads = offloads
+        return True
+
+    # --- data ----------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_packet(self) -> bytes | None:
+        """One IP packet, or None when nothing is queued. With vnet_hdr and no offloads the
+        header is all zero and is cut off here; `read_raw` keeps it for an offload-aware
+        reader."""
+        try:
+            data = os.read(self.fd, MAX_PACKET)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno in _LINK_GONE_ERRNOS:
+                raise LinkGone(self.name) from None
+            raise
+        return data[VNET_HDR_LEN:] if self.vnet_hdr else data
+
+    def read_raw(self) -> bytes | None:
+        """One read as the kernel delivers it (vnet header included), None when empty."""
+        try:
+            return os.read(self.fd, MAX_PACKET)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno in _LINK_GONE_ERRNOS:
+                raise LinkGone(self.name) from None
+            raise
+
+    def write_packet(self, packet: bytes) -> None:
+        """Write one IP packet (a zero vnet header is prepended when vnet_hdr is on)."""
+        try:
+            if self.vnet_hdr:
+                os.writev(self.fd, (_ZERO_VNET_HDR, packet))
+            else:
+                os.write(self.fd, packet)
+        except BlockingIOError:
+            pass  # the kernel's queue is full: drop, as a NIC would
+        except OSError as e:
+            if e.errno in _LINK_GONE_ERRNOS:
+                raise LinkGone(self.name) from None
+            if e.errno != errno.EINVAL:  # EINVAL: a packet the kernel refuses; dropped
+                raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+_ZERO_VNET_HDR = bytes(VNET_HDR_LEN)

@@ -1,0 +1,297 @@
+"""UDP for the data plane: one socket per address family, as wireguard-go's StdNetBind.
+
+The IPv4 socket binds the listen port (0 = the kernel picks one) and the IPv6 socket
+(IPV6_V6ONLY) binds the same port; if that port is taken for IPv6 after a random pick, the pick
+is retried. A host without IPv6 runs IPv4 only. SO_MARK applies the fwmark, also to sockets
+already bound.
+
+Sockets stay in blocking mode for sends (a full send buffer waits for the wire briefly instead
+of dropping), receives use MSG_DONTWAIT so a batch is read until EAGAIN.
+
+Offloads, detected at open and off unless asked for:
+- UDP_SEGMENT (GSO): several equal-sized datagrams to one destination in one sendmsg.
+- UDP_GRO: the kernel hands us several datagrams of one flow glued together plus their size.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Iterable
+
+from wgpy.control.model import Endpoint
+
+log = logging.getLogger("wgpy.io.udp")
+
+SO_MARK = getattr(socket, "SO_MARK", 36)
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+UDP_SEGMENT = 103
+UDP_GRO = 104
+MSG_DONTWAIT = socket.MSG_DONTWAIT
+
+SOCKET_BUFFER = 7 << 20  # wireguard-go asks for 7 MiB
+MAX_DATAGRAM = 65535
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
+GSO_MAX_BYTES = 65000
+_u16 = struct.Struct("H")
+_int = struct.Struct("i")
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(_int.size)
+
+
+def normalize_endpoint(addr: tuple) -> Endpoint:
+    """(host, port) from what recvfrom reports; v4-mapped IPv6 becomes plain IPv4."""
+    host = addr[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, addr[1]
+
+
+def endpoint_family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def unmap(host: str) -> str:
+    """An IPv4-mapped IPv6 address is sent over the IPv4 socket (the v6 one is V6ONLY)."""
+    if host.startswith("::ffff:") or host.startswith("::FFFF:"):
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
+
+
+class UdpBind:
+    """The device's UDP sockets. Call `open(port)` before use; `open` again to rebind."""
+
+    def __init__(self, fwmark: int = 0, want_gso: bool = False, want_gro: bool = False) -> None:
+        self.fwmark = fwmark
+        self.want_gso = want_gso
+        self.want_gro = want_gro
+        self.sock4: socket.socket | None = None
+        self.sock6: socket.socket | None = None
+        self.port = 0
+        self.gso = False  # UDP_SEGMENT usable on our sockets
+        self.gro = False  # UDP_GRO enabled on our sockets
+        self.send_errors = 0
+
+    # --- binding -------------------------------------------------------------------
+
+    def sockets(self) -> list[socket.socket]:
+        return [s for s in (self.sock4, self.sock6) if s is not None]
+
+    def open(self, port: int) -> int:
+        """(Re)bind both families to `port`; returns the port bound. On failure (e.g. port in
+        use) raises OSError and leaves the previously bound sockets untouched."""
+        attempts = 100 if port == 0 else 1
+        last_error: OSError | None = None
+        for _ in range(attempts):
+            try:
+                sock4, sock6, bound = self._bind_pair(port)
+            except OSError as e:
+                last_error = e
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.close()
+            self.sock4, self.sock6, self.port = sock4, sock6, bound
+            return bound
+        assert last_error is not None
+        raise last_error
+
+    def _bind_pair(self, port: int) -> tuple[socket.socket | None, socket.socket | None, int]:
+        sock4 = self._new_socket(socket.AF_INET)
+        sock6: socket.socket | None = None
+        try:
+            if sock4 is not None:
+                sock4.bind(("0.0.0.0", port))
+                port = sock4.getsockname()[1]
+            sock6 = self._new_socket(socket.AF_INET6)
+            if sock6 is not None:
+                sock6.bind(("::", port))
+                port = sock6.getsockname()[1]
+        except OSError:
+            for s in (sock4, sock6):
+                if s is not None:
+                    s.close()
+            raise
+        if sock4 is None and sock6 is None:
+            raise OSError(errno.EAFNOSUPPORT, "neither IPv4 nor IPv6 UDP is available")
+        return sock4, sock6, port
+
+    def _new_socket(self, family: int) -> socket.socket | None:
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as e:
+            if e.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                return None
+            raise
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass
+        for force in (33, 32):  # SO_RCVBUFFORCE / SO_SNDBUFFORCE: as root, past rmem_max
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+            except OSError:
+                pass
+        if self.fwmark:
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.fwmark)
+        self._setup_offloads(sock)
+        return sock
+
+    def _setup_offloads(self, sock: socket.socket) -> None:
+        if self.want_gso:
+            try:
+                sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+                self.gso = True
+            except OSError:
+                if self.gso:
+                    log.info("UDP_SEGMENT unavailable; sending datagrams one by one")
+                self.gso = False
+        if self.want_gro:
+            try:
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+                self.gro = True
+            except OSError:
+                log.info("UDP_GRO unavailable; receiving datagrams one by one")
+                self.gro = False
+
+    def set_mark(self, mark: int) -> None:
+        """SO_MARK on the bound sockets (0 clears it); new sockets get it too."""
+        for sock in self.sockets():
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+        self.fwmark = mark
+
+    def close(self) -> None:
+        for sock in self.sockets():
+            sock.close()
+        self.sock4 = self.sock6 = None
+
+    # --- receiving -----------------------------------------------------------------
+
+    def receive_batch(
+        self, sock: socket.socket, out: list[tuple[bytes, Endpoint]], limit: int = 64
+    ) -> None:
+        """Append up to `limit` received datagrams (data, (host, port)) to `out`."""
+        if self.gro:
+            self._receive_batch_gro(sock, out, limit)
+            return
+        recvfrom = sock.recvfrom
+        append = out.append
+        v6 = sock.family == socket.AF_INET6
+        for _ in range(limit):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM, MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # ICMP errors reported on the socket (ECONNREFUSED ...)
+            append((data, (addr[0], addr[1]) if v6 else addr))
+
+    def _receive_batch_gro(
+        self, sock: socket.socket, out: list[tuple[bytes, Endpoint]], limit: int
+    ) -> None:
+        recvmsg = sock.recvmsg
+        append = out.append
+        v6 = sock.family == socket.AF_INET6
+        for _ in range(limit):
+            try:
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _GRO_CMSG_SPACE, MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            src = (addr[0], addr[1]) if v6 else addr
+            segment = 0
+            for level, kind, value in ancdata:
+                if level == SOL_UDP and kind == UDP_GRO:
+                    segment = _int.unpack_from(value)[0]
+            if segment and len(data) > segment:
+                for offset in range(0, len(data), segment):
+                    append((data[offset : offset + segment], src))
+            else:
+                append((data, src))
+
+    # --- sending ---------------------------------------------------------------------
+
+    def send(self, data: bytes, endpoint: Endpoint) -> bool:
+        host = endpoint[0]
+        sock = self.sock6 if ":" in host else self.sock4
+        if sock is None:
+            host = unmap(host)
+            sock = self.sock6 if ":" in host else self.sock4
+            if sock is None:
+                self.send_errors += 1
+                return False
+        try:
+            sock.sendto(data, (host, endpoint[1]))
+            return True
+        except OSError as e:
+            if e.errno == errno.EINVAL and ":" in host and unmap(host) != host:
+                return self.send(data, (unmap(host), endpoint[1]))
+            self.send_errors += 1
+            return False
+
+    def send_batch(self, datagrams: Iterable[tuple[bytes, Endpoint]]) -> None:
+        """Send datagrams in order; with GSO, runs of equal-sized datagrams to one endpoint
+        (the last of a run may be shorter) go out in one sendmsg."""
+        if not self.gso:
+            send = self.send
+            for data, endpoint in datagrams:
+                send(data, endpoint)
+            return
+        self._send_batch_gso(list(datagrams))
+
+    def _send_batch_gso(self, datagrams: list[tuple[bytes, Endpoint]]) -> None:
+        count = len(datagrams)
+        i = 0
+        while i < count:
+            data, endpoint = datagrams[i]
+            size = len(data)
+            j = i + 1
+            total = size
+            while (
+                j < count
+                and j - i < GSO_MAX_SEGMENTS
+                and datagrams[j][1] == endpoint
+                and total + len(datagrams[j][0]) <= GSO_MAX_BYTES
+            ):
+                next_size = len(datagrams[j][0])
+                if next_size > size:
+                    break
+                total += next_size
+                j += 1
+                if next_size < size:
+                    break  # a shorter datagram ends a GSO run
+            if j - i == 1:
+                self.send(data, endpoint)
+            else:
+                self._send_gso(b"".join(d for d, _ in datagrams[i:j]), size, endpoint, j - i)
+            i = j
+
+    def _send_gso(self, payload: bytes, segment: int, endpoint: Endpoint, count: int) -> None:
+        host = unmap(endpoint[0])
+        sock = self.sock6 if ":" in host else self.sock4
+        if sock is None:
+            self.send_errors += count
+            return
+        try:
+            sock.sendmsg([payload], [(SOL_UDP, UDP_SEGMENT, _u16.pack(segment))], 0,
+                         (host, endpoint[1]))
+        except OSError as e:
+            if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
+                # the route's device cannot segment: fall back for good
+                log.info("UDP GSO send failed (%s); sending datagrams one by one", e.strerror)
+                self.gso = False
+                for offset in range(0, len(payload), segment):
+                    self.send(payload[offset : offset + segment], endpoint)
+            else:
+                self.send_errors += count
