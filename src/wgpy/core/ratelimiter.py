@@ -1,0 +1,117 @@
+"""Per-source rate limit for handshake messages under load (kernel ratelimiter.c semantics).
+
+Whitepaper 5.3: when under load, a handshake message is processed only if it carries a valid
+mac2 (the sender proved it owns its source address) and, in addition, the kernel and
+wireguard-go limit how often one source may make us do the expensive Curve25519 work.
+
+A token bucket per source:
+- 20 packets per second, burst 5; tokens are counted in nanoseconds, so that a packet costs
+  1e9 / 20 = 50,000,000 and the bucket holds at most 5 packets' worth (TOKEN_MAX);
+- a new source starts with TOKEN_MAX - PACKET_COST and is allowed (the kernel's choice);
+- refill is elapsed time; a packet passes when tokens >= PACKET_COST (kernel: `>=`;
+  wireguard-go writes `>`, which differs only at exact nanosecond ties);
+- IPv4 sources are keyed by the full address (/32), IPv6 by the top 64 bits (/64), so one host
+  cannot dodge the limit by hopping through its /64;
+- entries idle for more than 1 s are dropped: the kernel does it from a work item every second,
+  we do it amortized inside `allow` at most once per second of `now`;
+- the table has a hard cap; when it is full, new sources are refused (kernel: err_oom path)
+  until the next prune frees room. Known sources keep being served.
+
+sans-IO: the caller passes `now` (seconds, monotonic).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address, ip_address
+
+PACKETS_PER_SECOND = 20
+PACKETS_BURSTABLE = 5
+_NSEC_PER_SEC = 1_000_000_000
+PACKET_COST = _NSEC_PER_SEC // PACKETS_PER_SECOND
+TOKEN_MAX = PACKET_COST * PACKETS_BURSTABLE
+IDLE_PRUNE_AFTER_NS = _NSEC_PER_SEC  # kernel: now - last_time_ns > NSEC_PER_SEC
+PRUNE_INTERVAL_NS = _NSEC_PER_SEC  # kernel: gc work queued every HZ
+# Kernel: max_entries = table_size * 8 with table_size 8192 on machines with > 1 GiB of RAM.
+DEFAULT_MAX_ENTRIES = 8192 * 8
+
+_LAST_SEEN = 0
+_TOKENS = 1
+
+
+def source_key(ip: bytes | str) -> bytes:
+    """The bucket key of a source address: 4 bytes for IPv4, the /64 (8 bytes) for IPv6.
+
+    An IPv4-mapped IPv6 address (::ffff:a.b.c.d, from a dual-stack socket) counts as IPv4."""
+    if isinstance(ip, str):
+        address = ip_address(ip.split("%", 1)[0])
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped.packed
+        ip = address.packed
+    if len(ip) == 4:
+        return bytes(ip)
+    if len(ip) == 16:
+        if ip[:12] == b"\x00" * 10 + b"\xff\xff":
+            return bytes(ip[12:])
+        return bytes(ip[:8])
+    raise ValueError("a source address is 4 or 16 bytes")
+
+
+class RateLimiter:
+    """Token buckets keyed by source address (see the module docstring)."""
+
+    __slots__ = ("_entries", "_last_prune_ns", "max_entries")
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.max_entries = max_entries
+        # key -> [last seen (ns), tokens (ns)]
+        self._entries: dict[bytes, list[int]] = {}
+        self._last_prune_ns: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def allow(self, ip: bytes | str, now: float) -> bool:
+        """May this source have one more handshake processed at time `now`?"""
+        # Integer nanoseconds, rounded once, so that bucket arithmetic is exact (0.05 s is
+        # exactly one packet's cost, not 49,999,999.99 ns of it).
+        now_ns = round(now * _NSEC_PER_SEC)
+        self._maybe_prune(now_ns)
+        key = source_key(ip)
+        entry = self._entries.get(key)
+        if entry is not None:
+            # "Quasi-inspired by nft_limit.c": the burst is part of the bucket's size.
+            elapsed = max(0, now_ns - entry[_LAST_SEEN])
+            tokens = min(TOKEN_MAX, entry[_TOKENS] + elapsed)
+            entry[_LAST_SEEN] = now_ns
+            if tokens >= PACKET_COST:
+                entry[_TOKENS] = tokens - PACKET_COST
+                return True
+            entry[_TOKENS] = tokens
+            return False
+        if len(self._entries) >= self.max_entries:
+            return False  # full: refuse new sources rather than grow without bound
+        self._entries[key] = [now_ns, TOKEN_MAX - PACKET_COST]
+        return True
+
+    def _maybe_prune(self, now_ns: int) -> None:
+        """Drop entries idle for more than a second; runs at most once per second of `now`,
+        so its O(entries) cost is amortized over everything allowed in between."""
+        if self._last_prune_ns is None:
+            self._last_prune_ns = now_ns
+            return
+        if now_ns - self._last_prune_ns < PRUNE_INTERVAL_NS:
+            return
+        self._last_prune_ns = now_ns
+        stale = [
+            key
+            for key, entry in self._entries.items()
+            if now_ns - entry[_LAST_SEEN] > IDLE_PRUNE_AFTER_NS
+        ]
+        for key in stale:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._last_prune_ns = None
