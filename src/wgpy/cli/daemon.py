@@ -145,6 +145,27 @@ def _daemonize(argv: list[str], tun_fd: int, uapi_fd: int, level: int | None) ->
 
 
 def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
+    """Serve until stopped. Whatever happens, our socket file is removed and the TUN closed
+    (closing the last fd of a non-persistent TUN deletes the interface)."""
+    try:
+        st = os.stat(path)
+        socket_identity = (st.st_dev, st.st_ino)
+    except OSError:
+        socket_identity = None
+    try:
+        return _serve(tun, listener, path)
+    finally:
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == socket_identity:
+                os.unlink(path)
+        except OSError:
+            pass
+        listener.close()
+        tun.close()
+
+
+def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
     from wgpy.control.server import DeviceUapi, UapiServer
     from wgpy.core.device import Device
     from wgpy.io.loop import DeviceLoop
@@ -157,8 +178,6 @@ def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignor
         device.listen_port = net.open(0)
     except OSError as e:
         log.error("Failed to bind UDP: %s", e)
-        tun.close()
-        listener.close()
         return EXIT_SETUP_FAILED
     loop = DeviceLoop(device, tun, net, clock=time.monotonic)
     handler = DeviceUapi(device, loop, time.monotonic, after_set=loop._flush)
@@ -178,7 +197,6 @@ def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignor
         server.close()
         net.close()
         loop.close()
-        tun.close()
     log.debug("Shutting down (%s)", reason)
     return EXIT_SETUP_SUCCESS
 

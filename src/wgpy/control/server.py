@@ -39,7 +39,7 @@ def socket_path(ifname: str, directory: str = SOCKET_DIRECTORY) -> str:
 
 class UapiHandler(Protocol):
     def handle_get(self) -> str:
-        """The `key=value\\n` lines of a get (without errno)."""
+        """The whole answer to a get: `key=value\\n` lines and the final `errno=0\\n\\n`."""
         ...
 
     def handle_set(self, body: str) -> int:
@@ -194,7 +194,6 @@ class UapiServer:
                     self._answer(conn, errno.EIO)  # unexpected; never kill the loop
                     continue
                 conn.outbuf += text.encode()
-                self._answer(conn, 0)
             elif operation == b"set=1\n":
                 if buf[newline + 1 : newline + 2] == b"\n":
                     body_end, consumed = newline + 1, newline + 2

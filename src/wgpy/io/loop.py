@@ -66,11 +66,13 @@ class DeviceLoop:
         net: NetLike,
         clock: Callable[[], float] = time.monotonic,
         batch: int = BATCH,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.device = device
         self.tun = tun
         self.net = net
         self.clock = clock
+        self.wall_clock = wall_clock
         self.batch = batch
         self.selector = selectors.DefaultSelector()
         self.stop_reason: str | None = None
@@ -79,6 +81,7 @@ class DeviceLoop:
         self._last_drops: collections.Counter = collections.Counter()
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        device.wall_offset = wall_clock() - clock()
         self.selector.register(tun, selectors.EVENT_READ, self._on_tun_readable)
         self._register_sockets()
 
@@ -238,6 +241,9 @@ class DeviceLoop:
             self._housekeeping()
 
     def _housekeeping(self) -> None:
+        # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
+        # wall clock when it is set
+        self.device.wall_offset = self.wall_clock() - self.clock()
         if log.isEnabledFor(logging.DEBUG):
             drops = getattr(self.device, "drops", None)
             if drops:

@@ -224,19 +224,19 @@ class UdpBind:
 
     def send(self, data: bytes, endpoint: Endpoint) -> bool:
         host = endpoint[0]
-        sock = self.sock6 if ":" in host else self.sock4
-        if sock is None:
-            host = unmap(host)
+        if ":" in host:
+            if host[:7].lower() == "::ffff:":
+                host = unmap(host)
             sock = self.sock6 if ":" in host else self.sock4
-            if sock is None:
-                self.send_errors += 1
-                return False
+        else:
+            sock = self.sock4
+        if sock is None:
+            self.send_errors += 1
+            return False
         try:
             sock.sendto(data, (host, endpoint[1]))
             return True
-        except OSError as e:
-            if e.errno == errno.EINVAL and ":" in host and unmap(host) != host:
-                return self.send(data, (unmap(host), endpoint[1]))
+        except OSError:  # unreachable, refused by a firewall ...: the datagram is lost
             self.send_errors += 1
             return False
 

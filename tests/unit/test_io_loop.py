@@ -1,0 +1,162 @@
+"""DeviceLoop over the in-memory TUN and network, with a scripted stand-in for the Device.
+
+The stand-in records what the loop hands it and produces outputs on demand, so these tests pin
+the loop's contract (batching, flushing, timers, stopping) independently of the protocol core.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from wgpy.io.loop import DeviceLoop
+from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+
+
+class ScriptedDevice:
+    """Echoes: a TUN packet p becomes datagram b"enc:"+p to `peer`; a datagram d from the
+    network becomes TUN packet b"dec:"+d. Timers fire at `deadline`."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.to_network: list = []
+        self.to_tun: list = []
+        self.sent_packets: list = []
+        self.received: list = []
+        self.deadline: float | None = None
+        self.timer_calls: list[float] = []
+        self.drops: collections.Counter = collections.Counter()
+        self.wall_offset = 0.0
+
+    def send_packet(self, packet: bytes, now: float) -> None:
+        self.sent_packets.append((packet, now))
+        self.to_network.append((b"enc:" + packet, self.peer))
+
+    def receive_datagram(self, data: bytes, src, now: float) -> None:
+        self.received.append((data, src, now))
+        if data == b"boom":
+            raise RuntimeError("a core bug")
+        self.to_tun.append(b"dec:" + data)
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def on_timer(self, now: float) -> None:
+        self.timer_calls.append(now)
+        self.deadline = None
+        self.to_network.append((b"timer", self.peer))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig():
+    network = MemoryNetwork()
+    udp = MemoryUdp(network, "192.0.2.1")
+    udp.open(51820)
+    remote = MemoryUdp(network, "192.0.2.2")
+    remote.open(51821)
+    tun = MemoryTun()
+    device = ScriptedDevice(("192.0.2.2", 51821))
+    clock = FakeClock()
+    loop = DeviceLoop(device, tun, udp, clock=clock, batch=4, wall_clock=lambda: 5000.0)
+    yield loop, device, tun, udp, remote, clock
+    loop.close()
+
+
+def drain(loop: DeviceLoop, rounds: int = 5) -> None:
+    for _ in range(rounds):
+        loop.run_once(max_wait=0)
+
+
+def test_tun_packets_are_encrypted_in_batches_and_flushed_to_the_network(rig):
+    loop, device, tun, udp, remote, clock = rig
+    for i in range(10):
+        tun.inject(b"p%d" % i)
+    loop.run_once(max_wait=0)
+    # one readiness event handles at most `batch` packets, then flushes them together
+    assert [p for p, _ in device.sent_packets] == [b"p0", b"p1", b"p2", b"p3"]
+    assert all(now == clock.now for _, now in device.sent_packets)
+    assert [d for d, _ in udp.sent] == [b"enc:p0", b"enc:p1", b"enc:p2", b"enc:p3"]
+    assert device.to_network == []
+    drain(loop)
+    assert [d for d, _ in udp.sent] == [b"enc:p%d" % i for i in range(10)]
+    assert all(ep == ("192.0.2.2", 51821) for _, ep in udp.sent)
+
+
+def test_datagrams_reach_the_device_with_their_source_and_output_goes_to_the_tun(rig):
+    loop, device, tun, udp, remote, clock = rig
+    remote.send(b"hello", ("192.0.2.1", 51820))
+    remote.send(b"world", ("192.0.2.1", 51820))
+    drain(loop)
+    assert [(d, s) for d, s, _ in device.received] == [
+        (b"hello", ("192.0.2.2", 51821)),
+        (b"world", ("192.0.2.2", 51821)),
+    ]
+    assert tun.take_written() == [b"dec:hello", b"dec:world"]
+
+
+def test_a_core_exception_on_one_datagram_does_not_stop_the_batch_or_the_loop(rig):
+    loop, device, tun, udp, remote, clock = rig
+    for data in (b"a", b"boom", b"b"):
+        remote.send(data, ("192.0.2.1", 51820))
+    drain(loop)
+    assert tun.take_written() == [b"dec:a", b"dec:b"]
+    assert loop.stop_reason is None
+
+
+def test_timer_fires_only_once_its_deadline_has_passed(rig):
+    loop, device, tun, udp, remote, clock = rig
+    drain(loop)
+    device.deadline = clock.now + 5
+    drain(loop)
+    assert device.timer_calls == []
+    clock.now += 5
+    loop.run_once(max_wait=0)
+    assert device.timer_calls == [clock.now]
+    assert udp.sent[-1] == (b"timer", ("192.0.2.2", 51821))
+
+
+def test_wall_offset_is_kept_for_the_core(rig):
+    loop, device, tun, udp, remote, clock = rig
+    loop.run_once(max_wait=0)
+    assert device.wall_offset == 5000.0 - clock.now
+
+
+def test_link_deletion_stops_the_loop(rig):
+    loop, device, tun, udp, remote, clock = rig
+    tun.delete()
+    assert loop.run() == "link deleted"
+
+
+def test_rebind_moves_the_device_to_the_new_port(rig):
+    loop, device, tun, udp, remote, clock = rig
+    assert loop.rebind(6000) == 6000
+    remote.send(b"old", ("192.0.2.1", 51820))
+    remote.send(b"new", ("192.0.2.1", 6000))
+    drain(loop)
+    assert [d for d, _, _ in device.received] == [b"new"]
+
+
+def test_a_failed_rebind_keeps_the_old_port_in_service(rig):
+    loop, device, tun, udp, remote, clock = rig
+    udp.refuse_ports.add(7000)
+    with pytest.raises(OSError):
+        loop.rebind(7000)
+    remote.send(b"still here", ("192.0.2.1", 51820))
+    drain(loop)
+    assert [d for d, _, _ in device.received] == [b"still here"]
+
+
+def test_stop_ends_run_with_the_reason(rig):
+    loop, device, tun, udp, remote, clock = rig
+    loop.stop("SIGTERM")
+    loop.stop("later reasons do not overwrite")
+    assert loop.run() == "SIGTERM"
