@@ -212,7 +212,7 @@ class UapiServer:
                 log.error("invalid UAPI operation: %r", operation[:64])
                 conn.closing = True
                 buf.clear()
-        if conn.eof and not conn.outbuf:
+        if (conn.eof or conn.closing) and not conn.outbuf:
             self._close(conn)
 
     def _set(self, body: bytes) -> int:

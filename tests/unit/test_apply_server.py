@@ -1,0 +1,187 @@
+"""The UAPI server's framing on a real unix socket, served by DeviceLoop.
+
+The handler here records requests, so these tests pin the protocol framing (several requests
+per connection, the get trailer, EOF, bad operations, socket file rules); the Device behind it
+is covered in test_apply.py and the e2e tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import socket
+import stat
+import threading
+
+import pytest
+
+from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
+from wgpy.io.loop import DeviceLoop
+from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+
+
+class IdleDevice:
+    def __init__(self) -> None:
+        self.to_network: list = []
+        self.to_tun: list = []
+        self.drops: collections.Counter = collections.Counter()
+        self.wall_offset = 0.0
+
+    def next_deadline(self):
+        return None
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.get_text = "private_key=00\nerrno=0\n\n"
+        self.set_result = 0
+
+    def handle_get(self) -> str:
+        return self.get_text
+
+    def handle_set(self, body: str) -> int:
+        self.sets.append(body)
+        return self.set_result
+
+
+@pytest.fixture
+def served(tmp_path):
+    directory = str(tmp_path / "wireguard")
+    listener = open_uapi_socket("wgdtest0", directory)
+    loop = DeviceLoop(IdleDevice(), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"))
+    handler = RecordingHandler()
+    path = socket_path("wgdtest0", directory)
+    server = UapiServer(listener, path, handler, loop)
+    running = threading.Event()
+    running.set()
+
+    def spin() -> None:
+        while running.is_set():
+            loop.run_once(max_wait=0.01)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    yield path, handler, server
+    running.clear()
+    thread.join(2)
+    server.close()
+    loop.close()
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(3)
+    sock.connect(path)
+    return sock
+
+
+def read_until(sock: socket.socket, terminator: bytes, count: int = 1) -> bytes:
+    data = b""
+    while data.count(terminator) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_socket_file_modes_follow_wireguard_go(served):
+    path, _, _ = served
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o755
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+
+
+def test_several_requests_on_one_connection(served):
+    path, handler, _ = served
+    with connect(path) as sock:
+        sock.sendall(b"get=1\n\nset=1\nlisten_port=1\n\nset=1\n\nget=1\n\n")
+        data = read_until(sock, b"errno=", 4)
+    assert data == (b"private_key=00\nerrno=0\n\n" + b"errno=0\n\n" * 2
+                    + b"private_key=00\nerrno=0\n\n")
+    assert handler.sets == ["listen_port=1\n", ""]
+
+
+def test_set_arriving_in_pieces_is_handled_once_complete(served):
+    path, handler, _ = served
+    with connect(path) as sock:
+        for piece in (b"se", b"t=1\npublic_key=", b"ab\nallowed_ip=10.0.0.0/8\n", b"\n"):
+            sock.sendall(piece)
+        assert read_until(sock, b"\n\n") == b"errno=0\n\n"
+    assert handler.sets == ["public_key=ab\nallowed_ip=10.0.0.0/8\n"]
+
+
+def test_set_error_is_reported_negated(served):
+    path, handler, _ = served
+    handler.set_result = errno.EADDRINUSE
+    with connect(path) as sock:
+        sock.sendall(b"set=1\nlisten_port=5\n\n")
+        assert read_until(sock, b"\n\n") == b"errno=-98\n\n"
+
+
+def test_get_with_a_trailing_character_is_einval_and_the_connection_goes_on(served):
+    path, handler, _ = served
+    with connect(path) as sock:
+        sock.sendall(b"get=1\nxget=1\n\n")
+        data = read_until(sock, b"errno=", 2)
+    # wireguard-go reads one byte after get=1; what follows it is the next operation
+    assert data == b"errno=-22\n\n" + b"private_key=00\nerrno=0\n\n"
+
+
+def test_unknown_operation_closes_without_answer(served):
+    path, handler, _ = served
+    with connect(path) as sock:
+        sock.sendall(b"delete=1\n\n")
+        assert sock.recv(100) == b""
+
+
+def test_set_ended_by_eof_is_applied_and_answered(served):
+    path, handler, _ = served
+    with connect(path) as sock:
+        sock.sendall(b"set=1\nfwmark=7\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_until(sock, b"\n\n") == b"errno=0\n\n"
+    assert handler.sets == ["fwmark=7\n"]
+
+
+def test_large_get_answer_is_delivered_whole(served):
+    path, handler, _ = served
+    handler.get_text = "".join(f"allowed_ip=10.{i >> 8 & 255}.{i & 255}.0/24\n"
+                               for i in range(60000)) + "errno=0\n\n"
+    with connect(path) as sock:
+        sock.sendall(b"get=1\n\n")
+        data = read_until(sock, b"errno=0\n\n")
+    assert data.decode() == handler.get_text
+
+
+def test_many_clients_at_once(served):
+    path, handler, _ = served
+    socks = [connect(path) for _ in range(20)]
+    for sock in socks:
+        sock.sendall(b"get=1\n\n")
+    for sock in socks:
+        assert read_until(sock, b"errno=0\n\n").endswith(b"errno=0\n\n")
+        sock.close()
+
+
+def test_socket_file_is_removed_on_close_and_its_deletion_is_noticed(served):
+    path, _, server = served
+    assert server.socket_still_ours()
+    os.unlink(path)
+    assert not server.socket_still_ours()
+
+
+def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
+    directory = str(tmp_path)
+    path = socket_path("wgdstale", directory)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens
+    live = open_uapi_socket("wgdstale", directory)
+    with pytest.raises(OSError) as info:
+        open_uapi_socket("wgdstale", directory)
+    assert info.value.errno == errno.EADDRINUSE
+    live.close()
+    os.unlink(path)
