@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
-from netns import Netns, Topology, WgEnd  # noqa: E402
+from netns import Netns, Topology, WgEnd
 
 REFERENCE_NAMES = ("wireguard-go", "wireguard-go-upstream")
 OUTER_A, OUTER_B = "192.168.91.1/24", "192.168.91.2/24"

@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netns import Topology, clean_stale, run_checked  # noqa: E402
+from netns import Topology, clean_stale, run_checked
 
 E2E_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ("ip", "wg", "wireguard-go", "iperf3", "ping", "ncat", "ss")

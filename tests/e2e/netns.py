@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 WIREGUARD_RUN_DIR = Path("/var/run/wireguard")
 REGISTRY_DIR = Path("/run/wgpy-e2e")
@@ -85,7 +85,7 @@ def run_checked(
     """Run argv (text mode, output captured); raise CommandFailed on a non-zero exit if check."""
     full_env = {**os.environ, **env} if env else None
     result = subprocess.run(
-        list(argv), input=input, capture_output=True, text=True, timeout=timeout, env=full_env
+        list(argv), check=False, input=input, capture_output=True, text=True, timeout=timeout, env=full_env
     )
     if check and result.returncode != 0:
         raise CommandFailed(result.returncode, list(argv), result.stdout, result.stderr)
@@ -345,7 +345,7 @@ class Topology:
 
     # -- context manager ---------------------------------------------------------------------
 
-    def __enter__(self) -> Topology:
+    def __enter__(self) -> Self:
         self._entered = True
         self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{self.short_prefix}-{self.id}-"))
         self._save_registry()
@@ -464,6 +464,13 @@ class Topology:
         except OSError:
             return ""
 
+    def track_interface(self, ns: Netns, ifname: str) -> None:
+        """Own an interface something else created (a daemon that went to the background,
+        wg-quick): its link and its /var/run/wireguard socket are removed at cleanup."""
+        self.uapi_interfaces.append(ifname)
+        self.links.append((ns, ifname))
+        self._save_registry()
+
     def start_userspace(
         self,
         ns: Netns,
@@ -477,8 +484,7 @@ class Topology:
         socket_path = WIREGUARD_RUN_DIR / f"{ifname}.sock"
         if socket_path.exists():
             raise RuntimeError(f"{socket_path} already exists: interface name in use")
-        self.uapi_interfaces.append(ifname)
-        self.links.append((ns, ifname))
+        self.track_interface(ns, ifname)
         process = self._popen(ns, [*argv, ifname], env={**USERSPACE_ENV, **(extra_env or {})})
 
         def ready() -> bool:

@@ -11,7 +11,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netns import WIREGUARD_RUN_DIR, Topology, namespace_exists, unique_name, wait_for
+from netns import (
+    WIREGUARD_RUN_DIR,
+    Topology,
+    namespace_exists,
+    namespace_pids,
+    unique_name,
+    wait_for,
+)
 
 NETNS_PREFIX = "wgh"
 pytestmark = pytest.mark.e2e
@@ -88,29 +95,39 @@ def test_responder_without_endpoint_learns_it(topo: Topology) -> None:
 
 def test_topology_cleans_up_after_an_exception(e2e_environment: None) -> None:
     prefix = f"wgh-cleanup-{unique_name('', 8)}"
-    with pytest.raises(RuntimeError, match="boom"):
-        with Topology(prefix) as topo:
-            a = topo.netns("a")
-            b = topo.netns("b")
-            topo.veth(a, b, OUTER_A, OUTER_B)
-            ifname = topo.ifname()
-            daemon = topo.start_wireguard_go(a, ifname)
-            sleeper = a.popen(["sleep", "300"])
-            background = a.run("sleep 300 >/dev/null 2>&1 & echo $!")  # untracked, in our netns
-            background_pid = int(background.stdout)
-            names = [a.name, b.name]
-            socket_path = WIREGUARD_RUN_DIR / f"{ifname}.sock"
-            assert all(namespace_exists(name) for name in names)
-            assert socket_path.exists()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), Topology(prefix) as topo:
+        a = topo.netns("a")
+        b = topo.netns("b")
+        topo.veth(a, b, OUTER_A, OUTER_B)
+        ifname = topo.ifname()
+        daemon = topo.start_wireguard_go(a, ifname)
+        sleeper = a.popen(["sleep", "300"])
+        # A daemon that went to the background (as under wg-quick): untracked PID.
+        background_if = topo.ifname()
+        topo.track_interface(b, background_if)
+        b.run(["wireguard-go", background_if],
+              env={"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"})
+        background_socket = WIREGUARD_RUN_DIR / f"{background_if}.sock"
+        wait_for(background_socket.exists, timeout=5, message=str(background_socket))
+        background_daemon_pids = namespace_pids(b.name)
+        assert background_daemon_pids
+        background = a.run("sleep 300 >/dev/null 2>&1 & echo $!")  # untracked, in our netns
+        background_pid = int(background.stdout)
+        names = [a.name, b.name]
+        socket_path = WIREGUARD_RUN_DIR / f"{ifname}.sock"
+        assert all(namespace_exists(name) for name in names)
+        assert socket_path.exists()
+        raise RuntimeError("boom")
 
     assert not any(namespace_exists(name) for name in names)
     assert daemon.poll() is not None
     assert sleeper.poll() is not None
     assert not Path(f"/proc/{background_pid}").exists()
     assert not socket_path.exists()
+    assert not background_socket.exists()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in background_daemon_pids)
     assert not topo.tmpdir.exists()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    listed = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True).stdout
     assert prefix not in listed
 
 
