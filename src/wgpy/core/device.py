@@ -1,0 +1,628 @@
+"""The sans-IO WireGuard device: datagrams, IP packets and `now` in; datagrams and packets out.
+
+Inputs:  `receive_datagram(data, src, now)` (from UDP), `send_packet(packet, now)` (from the
+TUN), `on_timer(now)`; configuration methods. Outputs accumulate in `to_network` (datagram,
+endpoint) and `to_tun` (IP packets); the IO layer swaps the lists out after each batch and asks
+`next_deadline()` when to call `on_timer`. Refused input is counted in `drops` by reason and
+never raises. The core owns no clock and no randomness: `now` is a monotonic time in seconds and
+`rng(n)` returns n random bytes; `wall_offset` (wall clock minus `now`) is kept up to date by the
+IO layer for TAI64N timestamps.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable
+from ipaddress import IPv4Network, IPv6Network
+
+from cryptography.exceptions import InvalidTag
+
+from wgpy.constants import (
+    DEFAULT_MTU,
+    HANDSHAKE_INITIATION_RATE,
+    KEEPALIVE_TIMEOUT,
+    MAX_TIMER_HANDSHAKES,
+    MESSAGE_COOKIE_REPLY,
+    MESSAGE_INITIATION,
+    MESSAGE_RESPONSE,
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_TIMEOUT,
+    REKEY_TIMEOUT_JITTER_MAX,
+    TRANSPORT_MIN_SIZE,
+    UNDER_LOAD_LINGER,
+)
+from wgpy.core import crypto, noise
+from wgpy.core.allowedips import AllowedIPs
+from wgpy.core.cookie import CookieChecker
+from wgpy.core.keypair import Keypair
+from wgpy.core.messages import (
+    TRANSPORT_HEADER,
+    message_type,
+    parse_cookie_reply,
+    parse_initiation,
+    parse_response,
+)
+from wgpy.core.peer import Endpoint, Peer
+from wgpy.core.ratelimiter import RateLimiter
+from wgpy.core.tai64n import tai64n
+from wgpy.core.timers import (
+    Timer,
+    keepalive_deadline,
+    new_handshake_deadline,
+    retransmit_deadline,
+    zero_keys_deadline,
+)
+from wgpy.errors import DropReason, WgError
+
+_INF = float("inf")
+_pack_header = TRANSPORT_HEADER.pack
+_unpack_header = TRANSPORT_HEADER.unpack_from
+_nonce = crypto.nonce
+_ZERO_PADDING = bytes(16)
+
+Rng = Callable[[int], bytes]
+
+
+class Device:
+    # Handshake messages per second above which the device counts as under load and demands
+    # cookies (the kernel measures a queue backlog; a single-threaded core measures the rate).
+    under_load_rate = 512
+
+    def __init__(self, rng: Rng, mtu: int = DEFAULT_MTU) -> None:
+        self.rng = rng
+        self.mtu = mtu
+        self.identity: noise.StaticIdentity | None = None
+        self.listen_port = 0
+        self.fwmark = 0
+        self.wall_offset = 0.0
+        self.peers: dict[bytes, Peer] = {}
+        self.allowed_ips = AllowedIPs()
+        self.cookie_checker = CookieChecker()
+        self.rate_limiter = RateLimiter()
+        # our receiver indexes: a Keypair (transport) or a Peer (pending handshake)
+        self.indices: dict[int, Keypair | Peer] = {}
+        self.to_network: list[tuple[bytes, Endpoint]] = []
+        self.to_tun: list[bytes] = []
+        self.drops: Counter[DropReason] = Counter()
+        self._heap: list[tuple[float, int, Peer]] = []
+        self._heap_seq = 0
+        self._load_window_start = 0.0
+        self._load_window_count = 0
+        self._last_under_load = -_INF
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def private_key(self) -> bytes | None:
+        return self.identity.private_key if self.identity else None
+
+    @property
+    def public_key(self) -> bytes | None:
+        return self.identity.public_key if self.identity else None
+
+    def set_private_key(self, key: bytes | None, now: float) -> None:
+        if key is not None and len(key) != 32:
+            raise WgError("a private key is 32 bytes")
+        if key is not None and not any(key):
+            key = None
+        current = self.private_key
+        if key == current:
+            return  # wireguard-go: setting the same key changes nothing (syncconf relies on it)
+        if key is None:
+            self.identity = None
+        else:
+            clamped = bytearray(key)
+            clamped[0] &= 248
+            clamped[31] = (clamped[31] & 127) | 64
+            self.identity = noise.StaticIdentity(key, crypto.public_key(bytes(clamped)))
+        self.cookie_checker.init(self.public_key)
+        for peer in list(self.peers.values()):
+            if self.identity is not None and peer.public_key == self.identity.public_key:
+                self.remove_peer(peer, now)  # a peer with our own key is removed (wireguard-go)
+                continue
+            peer.handshake.precompute(self.identity)
+            self._clear_sessions(peer)
+
+    def add_peer(self, public_key: bytes, now: float) -> Peer:
+        if len(public_key) != 32:
+            raise WgError("a public key is 32 bytes")
+        peer = self.peers.get(public_key)
+        if peer is not None:
+            return peer
+        peer = Peer(public_key)
+        peer.handshake.precompute(self.identity)
+        self.peers[public_key] = peer
+        return peer
+
+    def get_peer(self, public_key: bytes) -> Peer | None:
+        return self.peers.get(public_key)
+
+    def remove_peer(self, peer: Peer, now: float) -> None:
+        if self.peers.get(peer.public_key) is not peer:
+            return
+        del self.peers[peer.public_key]
+        self.allowed_ips.remove_by_value(peer)
+        self._clear_sessions(peer)
+        peer.timers.cancel_all()
+        peer.staged.clear()
+
+    def remove_all_peers(self, now: float) -> None:
+        for peer in list(self.peers.values()):
+            self.remove_peer(peer, now)
+
+    def set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
+        peer.endpoint = endpoint
+
+    def set_persistent_keepalive(self, peer: Peer, seconds: int, now: float) -> None:
+        if not 0 <= seconds <= 65535:
+            raise WgError("persistent keepalive is 0..65535 seconds")
+        old = peer.timers.persistent_keepalive
+        peer.timers.persistent_keepalive = seconds
+        if seconds == 0:
+            peer.timers.deadlines[Timer.PERSISTENT_KEEPALIVE] = None
+        elif old == 0 and self.identity is not None:
+            # kernel and wireguard-go: turning it on sends a keepalive at once
+            self._send_keepalive(peer, now)
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm(self, peer: Peer, timer: Timer, deadline: float) -> None:
+        peer.timers.deadlines[timer] = deadline
+        if deadline < peer.timers.scheduled_at:
+            peer.timers.scheduled_at = deadline
+            self._heap_seq += 1
+            heapq.heappush(self._heap, (deadline, self._heap_seq, peer))
+
+    def _jitter(self) -> float:
+        return int.from_bytes(self.rng(2), "little") / 65536 * REKEY_TIMEOUT_JITTER_MAX
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, _, peer = heap[0]
+            if self.peers.get(peer.public_key) is not peer:
+                heapq.heappop(heap)  # removed peer
+                continue
+            return deadline
+        return None
+
+    def on_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, peer = heapq.heappop(heap)
+            if self.peers.get(peer.public_key) is not peer:
+                continue
+            timers = peer.timers
+            timers.scheduled_at = _INF
+            for timer in timers.due(now):
+                self._fire(peer, timer, now)
+            earliest = timers.earliest()
+            if earliest is not None and earliest < timers.scheduled_at:
+                timers.scheduled_at = earliest
+                self._heap_seq += 1
+                heapq.heappush(heap, (earliest, self._heap_seq, peer))
+
+    def _fire(self, peer: Peer, timer: Timer, now: float) -> None:
+        timers = peer.timers
+        if timer is Timer.RETRANSMIT_HANDSHAKE:
+            if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
+                # give up (kernel: wg_expired_retransmit_handshake): stop keepalives, purge
+                # staged packets, and zero keys later if nothing else does
+                timers.deadlines[Timer.SEND_KEEPALIVE] = None
+                if peer.staged:
+                    self.drops[DropReason.HANDSHAKE_GAVE_UP] += len(peer.staged)
+                    peer.staged.clear()
+                if timers.deadlines[Timer.ZERO_KEY_MATERIAL] is None:
+                    self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
+            else:
+                timers.handshake_attempts += 1
+                self._send_initiation(peer, now, retry=True)
+        elif timer is Timer.SEND_KEEPALIVE:
+            self._send_keepalive(peer, now)
+            if timers.need_another_keepalive:
+                timers.need_another_keepalive = False
+                self._arm(peer, Timer.SEND_KEEPALIVE, keepalive_deadline(now))
+        elif timer is Timer.NEW_HANDSHAKE:
+            # we sent data and heard nothing back for KEEPALIVE + REKEY_TIMEOUT
+            self._send_initiation(peer, now, retry=False)
+        elif timer is Timer.ZERO_KEY_MATERIAL:
+            self._clear_sessions(peer)
+        elif timer is Timer.PERSISTENT_KEEPALIVE:
+            if timers.persistent_keepalive:
+                self._send_keepalive(peer, now)
+
+    def _any_authenticated_packet_sent(self, peer: Peer, now: float) -> None:
+        peer.timers.deadlines[Timer.SEND_KEEPALIVE] = None
+
+    def _any_authenticated_packet_traversal(self, peer: Peer, now: float) -> None:
+        interval = peer.timers.persistent_keepalive
+        if interval:
+            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + interval)
+
+    def _handshake_complete(self, peer: Peer, now: float) -> None:
+        timers = peer.timers
+        timers.deadlines[Timer.RETRANSMIT_HANDSHAKE] = None
+        timers.handshake_attempts = 0
+        timers.sent_lastminute_handshake = False
+        peer.last_handshake = now
+
+    # ------------------------------------------------------------------ sessions
+
+    def _allocate_index(self, owner: Keypair | Peer) -> int:
+        while True:
+            index = int.from_bytes(self.rng(4), "little")
+            if index and index not in self.indices:
+                self.indices[index] = owner
+                return index
+
+    def _release_index(self, index: int, owner: object) -> None:
+        if index and self.indices.get(index) is owner:
+            del self.indices[index]
+
+    def _drop_keypairs(self, keypairs: list[Keypair]) -> None:
+        for keypair in keypairs:
+            self._release_index(keypair.local_index, keypair)
+            keypair.zero()
+
+    def _clear_sessions(self, peer: Peer) -> None:
+        self._release_index(peer.handshake_index, peer)
+        peer.handshake_index = 0
+        peer.handshake.clear()
+        self._drop_keypairs(peer.keypairs.clear())
+
+    def _begin_session(self, peer: Peer, now: float) -> Keypair:
+        index = peer.handshake_index
+        send_key, receive_key, initiator = noise.derive_transport_keys(peer.handshake)
+        keypair = Keypair(
+            send_key, receive_key, initiator, index, peer.handshake.remote_index, now, peer
+        )
+        peer.handshake.clear()
+        peer.handshake_index = 0
+        # the handshake's index now names the keypair (kernel: index_hashtable_replace)
+        self.indices[index] = keypair
+        self._drop_keypairs(peer.keypairs.install(keypair))
+        self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
+        return keypair
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_to_peer(self, peer: Peer, datagram: bytes) -> None:
+        endpoint = peer.endpoint
+        if endpoint is None:
+            self.drops[DropReason.NO_ENDPOINT] += 1
+            return
+        peer.tx_bytes += len(datagram)
+        self.to_network.append((datagram, endpoint))
+
+    def _send_initiation(self, peer: Peer, now: float, retry: bool) -> None:
+        if not retry:
+            peer.timers.handshake_attempts = 0
+        last = peer.last_sent_handshake
+        if last is not None and now - last < REKEY_TIMEOUT:
+            return
+        if self.identity is None or peer.handshake.precomputed_static_static is None:
+            return
+        peer.last_sent_handshake = now
+        self._release_index(peer.handshake_index, peer)
+        index = self._allocate_index(peer)
+        peer.handshake_index = index
+        stamp = tai64n(now + self.wall_offset)
+        message = noise.create_initiation(
+            self.identity, peer.handshake, index, self.rng(32), stamp
+        )
+        if isinstance(message, DropReason):
+            self._release_index(index, peer)
+            peer.handshake_index = 0
+            return
+        packet = message.pack_without_macs()
+        peer.cookie_generator.add_macs(packet, now)
+        self._any_authenticated_packet_traversal(peer, now)
+        self._any_authenticated_packet_sent(peer, now)
+        self._send_to_peer(peer, bytes(packet))
+        self._arm(peer, Timer.RETRANSMIT_HANDSHAKE, retransmit_deadline(now, self._jitter()))
+
+    def _send_keepalive(self, peer: Peer, now: float) -> None:
+        if not peer.staged:
+            peer.staged.append(b"")
+        self._send_staged(peer, now)
+
+    def _sending_keypair(self, peer: Peer, now: float) -> Keypair | None:
+        keypair = peer.keypairs.current
+        if (
+            keypair is None
+            or not keypair.valid
+            or now - keypair.created >= REJECT_AFTER_TIME
+            or keypair.sending_counter >= REJECT_AFTER_MESSAGES
+        ):
+            return None
+        return keypair
+
+    def _send_staged(self, peer: Peer, now: float) -> None:
+        keypair = self._sending_keypair(peer, now)
+        if keypair is None:
+            self._send_initiation(peer, now, retry=False)
+            return
+        staged = peer.staged
+        while staged:
+            self._encrypt(peer, keypair, staged.popleft(), now)
+        self._keep_key_fresh_send(peer, keypair, now)
+
+    def _encrypt(self, peer: Peer, keypair: Keypair, packet: bytes, now: float) -> None:
+        counter = keypair.sending_counter
+        keypair.sending_counter = counter + 1
+        length = len(packet)
+        # pad to a multiple of 16, never beyond the MTU (kernel: calculate_skb_padding)
+        mtu = self.mtu
+        last_unit = length % mtu if mtu else length
+        padded = (last_unit + 15) & ~15
+        if mtu and padded > mtu:
+            padded = mtu
+        if padded != last_unit:
+            packet = packet + _ZERO_PADDING[: padded - last_unit]
+        datagram = _pack_header(4, keypair.remote_index, counter) + keypair.send_aead.encrypt(
+            _nonce(counter), packet, None
+        )
+        endpoint = peer.endpoint
+        if endpoint is None:
+            self.drops[DropReason.NO_ENDPOINT] += 1
+        else:
+            peer.tx_bytes += len(datagram)
+            self.to_network.append((datagram, endpoint))
+        timers = peer.timers
+        deadlines = timers.deadlines
+        # any authenticated packet sent: no keepalive needed now
+        deadlines[Timer.SEND_KEEPALIVE] = None
+        if timers.persistent_keepalive:
+            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
+        if length and deadlines[Timer.NEW_HANDSHAKE] is None:
+            self._arm(peer, Timer.NEW_HANDSHAKE, new_handshake_deadline(now, self._jitter()))
+
+    def _keep_key_fresh_send(self, peer: Peer, keypair: Keypair, now: float) -> None:
+        if keypair.sending_counter > REKEY_AFTER_MESSAGES or (
+            keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME
+        ):
+            self._send_initiation(peer, now, retry=False)
+
+    def send_packet(self, packet: bytes, now: float) -> None:
+        """An IP packet read from the TUN: route it by destination and encrypt it."""
+        length = len(packet)
+        if length >= 20 and packet[0] >> 4 == 4:
+            peer = self.allowed_ips.lookup_v4(packet[16:20])
+        elif length >= 40 and packet[0] >> 4 == 6:
+            peer = self.allowed_ips.lookup_v6(packet[24:40])
+        else:
+            self.drops[DropReason.BAD_OUTGOING_PACKET] += 1
+            return
+        if peer is None:
+            self.drops[DropReason.NO_ROUTE] += 1
+            return
+        if peer.endpoint is None:
+            self.drops[DropReason.NO_ENDPOINT] += 1
+            return
+        keypair = peer.keypairs.current
+        if (
+            keypair is not None
+            and not peer.staged
+            and keypair.valid
+            and now - keypair.created < REJECT_AFTER_TIME
+            and keypair.sending_counter < REJECT_AFTER_MESSAGES
+        ):
+            self._encrypt(peer, keypair, packet, now)
+            if keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME or (
+                keypair.sending_counter > REKEY_AFTER_MESSAGES
+            ):
+                self._send_initiation(peer, now, retry=False)
+            return
+        staged = peer.staged
+        if len(staged) == staged.maxlen:
+            self.drops[DropReason.STAGED_OVERFLOW] += 1  # the oldest is dropped, as the kernel
+        staged.append(packet)
+        self._send_staged(peer, now)
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_datagram(self, data: bytes, src: Endpoint, now: float) -> None:
+        # fast path: a transport message (type 4, reserved zero)
+        if len(data) >= TRANSPORT_MIN_SIZE and data[0] == 4 and not (data[1] or data[2] or data[3]):
+            self._receive_transport(data, src, now)
+            return
+        kind = message_type(data)
+        if isinstance(kind, DropReason):
+            self.drops[kind] += 1
+            return
+        if kind == MESSAGE_COOKIE_REPLY:
+            self._receive_cookie_reply(data, now)
+        else:
+            self._receive_handshake(kind, data, src, now)
+
+    def _receive_transport(self, data: bytes, src: Endpoint, now: float) -> None:
+        _, receiver, counter = _unpack_header(data)
+        keypair = self.indices.get(receiver)
+        if keypair is None or keypair.__class__ is not Keypair:
+            self.drops[DropReason.UNKNOWN_RECEIVER] += 1
+            return
+        if not keypair.valid or now - keypair.created >= REJECT_AFTER_TIME:
+            self.drops[DropReason.KEY_EXPIRED] += 1
+            return
+        replay = keypair.replay
+        if not replay.check(counter):
+            self.drops[DropReason.REPLAYED_COUNTER] += 1
+            return
+        try:
+            plaintext = keypair.receive_aead.decrypt(_nonce(counter), data[16:], None)
+        except InvalidTag:
+            self.drops[DropReason.DECRYPT_DATA] += 1
+            return
+        if not replay.update(counter):
+            self.drops[DropReason.REPLAYED_COUNTER] += 1
+            return
+        # authenticated from here on
+        peer: Peer = keypair.peer  # type: ignore[assignment]
+        if keypair is peer.keypairs.next:
+            self._drop_keypairs(peer.keypairs.confirm(keypair))
+            self._handshake_complete(peer, now)
+            if peer.staged:
+                self._send_staged(peer, now)
+        peer.rx_bytes += len(data)
+        if peer.endpoint != src:
+            peer.endpoint = src  # roaming: follow authenticated packets only
+        timers = peer.timers
+        # keep key fresh on receive: an initiator renews before the key is rejected
+        if (
+            keypair.i_am_initiator
+            and not timers.sent_lastminute_handshake
+            and keypair is peer.keypairs.current
+            and now - keypair.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+        ):
+            timers.sent_lastminute_handshake = True
+            self._send_initiation(peer, now, retry=False)
+        deadlines = timers.deadlines
+        deadlines[Timer.NEW_HANDSHAKE] = None  # any authenticated packet received
+        if timers.persistent_keepalive:
+            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
+        if not plaintext:
+            return  # keepalive
+        # data received
+        if deadlines[Timer.SEND_KEEPALIVE] is None:
+            self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+        else:
+            timers.need_another_keepalive = True
+        version = plaintext[0] >> 4
+        size = len(plaintext)
+        if version == 4 and size >= 20:
+            total = (plaintext[2] << 8) | plaintext[3]
+            source = plaintext[12:16]
+            owner = self.allowed_ips.lookup_v4(source)
+            minimum = 20
+        elif version == 6 and size >= 40:
+            total = 40 + ((plaintext[4] << 8) | plaintext[5])
+            source = plaintext[8:24]
+            owner = self.allowed_ips.lookup_v6(source)
+            minimum = 40
+        else:
+            self.drops[DropReason.BAD_INNER_PACKET] += 1
+            return
+        if total < minimum or total > size:
+            self.drops[DropReason.BAD_INNER_PACKET] += 1
+            return
+        if owner is not peer:
+            self.drops[DropReason.DISALLOWED_SOURCE] += 1
+            return
+        self.to_tun.append(plaintext if total == size else plaintext[:total])
+
+    # --- handshake messages
+
+    def _under_load(self, now: float) -> bool:
+        if now - self._load_window_start >= 1.0:
+            self._load_window_start = now
+            self._load_window_count = 0
+        self._load_window_count += 1
+        if self._load_window_count >= self.under_load_rate:
+            self._last_under_load = now
+        return now - self._last_under_load < UNDER_LOAD_LINGER
+
+    def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float) -> None:
+        if self.identity is None:
+            self.drops[DropReason.NO_PRIVATE_KEY] += 1
+            return
+        if not self.cookie_checker.check_mac1(data):
+            self.drops[DropReason.BAD_MAC1] += 1
+            return
+        if self._under_load(now):
+            if not self.cookie_checker.check_mac2(data, src, now, self.rng):
+                # prove your address first: answer with a cookie, do no DH work
+                sender_index = int.from_bytes(data[4:8], "little")
+                self.to_network.append(
+                    (self.cookie_checker.create_reply(data, sender_index, src, now, self.rng), src)
+                )
+                self.drops[DropReason.COOKIE_SENT] += 1
+                return
+            if not self.rate_limiter.allow(src[0], now):
+                self.drops[DropReason.RATE_LIMITED] += 1
+                return
+        if kind == MESSAGE_INITIATION:
+            self._receive_initiation(data, src, now)
+        else:
+            self._receive_response(data, src, now)
+
+    def _receive_initiation(self, data: bytes, src: Endpoint, now: float) -> None:
+        assert self.identity is not None
+        message = parse_initiation(data)
+        result = noise.consume_initiation_static(self.identity, message)
+        if isinstance(result, DropReason):
+            self.drops[result] += 1
+            return
+        remote_static, chaining_key, hash_ = result
+        peer = self.peers.get(remote_static)
+        if peer is None:
+            self.drops[DropReason.UNKNOWN_PEER] += 1
+            return
+        consumed = noise.consume_initiation_finish(
+            peer.handshake, message, chaining_key, hash_, now, HANDSHAKE_INITIATION_RATE
+        )
+        if isinstance(consumed, DropReason):
+            self.drops[consumed] += 1
+            return
+        # authenticated: apply
+        noise.apply_initiation(peer.handshake, consumed, now)
+        peer.rx_bytes += len(data)
+        peer.endpoint = src
+        peer.timers.deadlines[Timer.NEW_HANDSHAKE] = None
+        self._any_authenticated_packet_traversal(peer, now)
+        # answer
+        self._release_index(peer.handshake_index, peer)
+        index = self._allocate_index(peer)
+        peer.handshake_index = index
+        response = noise.create_response(peer.handshake, index, self.rng(32))
+        if isinstance(response, DropReason):
+            self._clear_sessions(peer)
+            self.drops[response] += 1
+            return
+        packet = response.pack_without_macs()
+        peer.cookie_generator.add_macs(packet, now)
+        self._begin_session(peer, now)
+        self._any_authenticated_packet_traversal(peer, now)
+        self._any_authenticated_packet_sent(peer, now)
+        peer.last_sent_handshake = now
+        self._send_to_peer(peer, bytes(packet))
+
+    def _receive_response(self, data: bytes, src: Endpoint, now: float) -> None:
+        assert self.identity is not None
+        message = parse_response(data)
+        peer = self.indices.get(message.receiver_index)
+        if peer is None or peer.__class__ is not Peer:
+            self.drops[DropReason.UNEXPECTED_RESPONSE] += 1
+            return
+        consumed = noise.consume_response(self.identity, peer.handshake, message)  # type: ignore[union-attr]
+        if isinstance(consumed, DropReason):
+            self.drops[consumed] += 1
+            return
+        assert isinstance(peer, Peer)
+        noise.apply_response(peer.handshake, consumed)
+        self._begin_session(peer, now)
+        peer.rx_bytes += len(data)
+        peer.endpoint = src
+        peer.timers.deadlines[Timer.NEW_HANDSHAKE] = None
+        self._any_authenticated_packet_traversal(peer, now)
+        self._handshake_complete(peer, now)
+        # confirm the session to the responder: staged data, or a keepalive
+        self._send_keepalive(peer, now)
+
+    def _receive_cookie_reply(self, data: bytes, now: float) -> None:
+        reply = parse_cookie_reply(data)
+        owner = self.indices.get(reply.receiver_index)
+        if owner is None:
+            self.drops[DropReason.UNKNOWN_RECEIVER] += 1
+            return
+        peer = owner if owner.__class__ is Peer else owner.peer  # type: ignore[union-attr]
+        if not peer.cookie_generator.consume_reply(data, now):  # type: ignore[union-attr]
+            self.drops[DropReason.BAD_COOKIE_REPLY] += 1
+
+    # ------------------------------------------------------------------ introspection
+
+    def allowed_ips_of(self, peer: Peer) -> list[IPv4Network | IPv6Network]:
+        return self.allowed_ips.entries_for(peer)
