@@ -185,10 +185,21 @@ def medians(rounds: list[dict[str, float | None]]) -> dict[str, float | None]:
     return result
 
 
+def format_value(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def markdown_table(
     names: list[str], summary: dict[str, dict[str, float | None]], references: list[str]
 ) -> str:
-    ratio_pairs = [(name, ref) for ref in references for name in names if name != ref]
+    # Each implementation against each reference; between two references only the later one
+    # over the earlier (upstream ÷ Debian), not also its inverse.
+    ratio_pairs = [
+        (name, ref)
+        for position, ref in enumerate(references)
+        for name in names
+        if name != ref and name not in references[:position]
+    ]
     header = ["metric", *names, *[f"{name} ÷ {ref}" for name, ref in ratio_pairs]]
     lines = [
         "| " + " | ".join(header) + " |",
@@ -199,7 +210,7 @@ def markdown_table(
         cells = [f"{metric.label} ({metric.unit}{direction})"]
         for name in names:
             value = summary[name][metric.key]
-            cells.append("failed" if value is None else f"{value / metric.scale:.3g}")
+            cells.append("failed" if value is None else format_value(value / metric.scale))
         for name, ref in ratio_pairs:
             value, base = summary[name][metric.key], summary[ref][metric.key]
             if not metric.ratio or value is None or base is None or base <= 0:
