@@ -175,7 +175,9 @@ class _Parser:
         path: str,
         quick: bool,
         resolve_endpoint: Callable[[str], Endpoint] | None,
+        on_warning: Callable[[int, str], None] | None = None,
     ) -> None:
+        self.on_warning = on_warning
         self.path = path
         self.quick = quick
         self.resolve_endpoint = resolve_endpoint
@@ -345,7 +347,10 @@ class _Parser:
                 peer.preshared_key = values.parse_key(value)
             elif key == "AllowedIPs":
                 result = values.parse_allowed_ips(value)
-                self.config.warnings.extend((number, w) for w in result.warnings)
+                for warning in result.warnings:
+                    self.config.warnings.append((number, warning))
+                    if self.on_warning is not None:
+                        self.on_warning(number, warning)
                 peer.allowed_ips.extend(result.networks)
             elif key == "Endpoint":
                 values.split_endpoint(value)
@@ -374,14 +379,16 @@ def parse_config(
     path: str = "<stdin>",
     quick: bool = True,
     resolve_endpoint: Callable[[str], Endpoint] | None = None,
+    on_warning: Callable[[int, str], None] | None = None,
 ) -> Config:
     """Parse a wg (quick=False) or wg-quick (quick=True) configuration.
 
     `resolve_endpoint`, if given, is called for each Endpoint line as it is read (wg resolves
     while parsing, so a resolution failure is reported at its line, before later lines are read);
-    it raises ValueError with wg's message on failure.
+    it raises ValueError with wg's message on failure. `on_warning(line, text)` is called for
+    each non-fatal warning as soon as it is found (also kept in `Config.warnings`).
     """
-    parser = _Parser(path, quick, resolve_endpoint)
+    parser = _Parser(path, quick, resolve_endpoint, on_warning)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
