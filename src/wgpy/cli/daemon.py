@@ -9,7 +9,8 @@ detached copy of itself that inherits both (WG_TUN_FD, WG_UAPI_FD) and returns. 
 command returns, the interface exists and the socket accepts connections; `wg setconf` right
 after cannot miss it. The copy's stdio is /dev/null unless LOG_LEVEL asks for logs.
 
-LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. Exit status as
+LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. WGPY_UDP_OFFLOAD=0 turns
+off UDP GSO/GRO (on when the kernel has them). Exit status as
 wireguard-go: 0 after a clean run or after printing the usage, 1 when setup fails.
 The daemon exits, removing its socket, on SIGTERM/SIGINT, when the interface is deleted and
 when its socket file is deleted.
@@ -173,7 +174,10 @@ def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
 
     log.debug("Starting wgpy-daemon")
     device = Device(rng=secrets.token_bytes)
-    net = UdpBind()
+    # UDP GSO/GRO are used when the kernel has them; WGPY_UDP_OFFLOAD=0 turns them off
+    # (for comparisons and for kernels that misbehave)
+    offload = os.environ.get("WGPY_UDP_OFFLOAD", "1") != "0"
+    net = UdpBind(want_gso=offload, want_gro=offload)
     try:
         device.listen_port = net.open(0)
     except OSError as e:

@@ -76,7 +76,8 @@ class UdpBind:
         self.sock6: socket.socket | None = None
         self.port = 0
         self.gso = False  # UDP_SEGMENT usable on our sockets
-        self.gro = False  # UDP_GRO enabled on our sockets
+        self._gro_sockets: set[socket.socket] = set()  # sockets with UDP_GRO on
+        self._told_no_gso = self._told_no_gro = False
         self.send_errors = 0
 
     # --- binding -------------------------------------------------------------------
@@ -117,6 +118,7 @@ class UdpBind:
         except OSError:
             for s in (sock4, sock6):
                 if s is not None:
+                    self._gro_sockets.discard(s)
                     s.close()
             raise
         if sock4 is None and sock6 is None:
@@ -148,21 +150,28 @@ class UdpBind:
         return sock
 
     def _setup_offloads(self, sock: socket.socket) -> None:
+        """Detect UDP_SEGMENT / enable UDP_GRO on a new socket; say so once if missing."""
         if self.want_gso:
             try:
                 sock.getsockopt(SOL_UDP, UDP_SEGMENT)
                 self.gso = True
             except OSError:
-                if self.gso:
-                    log.info("UDP_SEGMENT unavailable; sending datagrams one by one")
+                if not self._told_no_gso:
+                    self._told_no_gso = True
+                    log.warning("UDP_SEGMENT unavailable; sending datagrams one by one")
                 self.gso = False
         if self.want_gro:
             try:
                 sock.setsockopt(SOL_UDP, UDP_GRO, 1)
-                self.gro = True
+                self._gro_sockets.add(sock)
             except OSError:
-                log.info("UDP_GRO unavailable; receiving datagrams one by one")
-                self.gro = False
+                if not self._told_no_gro:
+                    self._told_no_gro = True
+                    log.warning("UDP_GRO unavailable; receiving datagrams one by one")
+
+    @property
+    def gro(self) -> bool:
+        return bool(self._gro_sockets)
 
     def set_mark(self, mark: int) -> None:
         """SO_MARK on the bound sockets (0 clears it); new sockets get it too."""
@@ -172,6 +181,7 @@ class UdpBind:
 
     def close(self) -> None:
         for sock in self.sockets():
+            self._gro_sockets.discard(sock)
             sock.close()
         self.sock4 = self.sock6 = None
 
@@ -181,7 +191,7 @@ class UdpBind:
         self, sock: socket.socket, out: list[tuple[bytes, Endpoint]], limit: int = 64
     ) -> None:
         """Append up to `limit` received datagrams (data, (host, port)) to `out`."""
-        if self.gro:
+        if sock in self._gro_sockets:
             self._receive_batch_gro(sock, out, limit)
             return
         recvfrom = sock.recvfrom
