@@ -7,13 +7,18 @@ traffic and on `wg show`. Everything is removed after the test, also when it fai
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from netns import (
+    REGISTRY_DIR,
     WIREGUARD_RUN_DIR,
     Topology,
+    clean_stale,
     namespace_exists,
     namespace_pids,
     unique_name,
@@ -127,8 +132,47 @@ def test_topology_cleans_up_after_an_exception(e2e_environment: None) -> None:
     assert not background_socket.exists()
     assert not any(Path(f"/proc/{pid}").exists() for pid in background_daemon_pids)
     assert not topo.tmpdir.exists()
+    assert not (REGISTRY_DIR / f"{topo.short_prefix}-{topo.id}.json").exists()
     listed = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True).stdout
     assert prefix not in listed
+
+
+CRASHING_OWNER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from netns import Topology
+topo = Topology(sys.argv[2]).__enter__()
+ns = topo.netns("a")
+ifname = topo.ifname()
+daemon = topo.start_wireguard_go(ns, ifname)
+print(json.dumps([ns.name, ifname, daemon.pid]), flush=True)
+time.sleep(300)
+"""
+
+
+def test_clean_stale_removes_what_a_killed_owner_left(e2e_environment: None) -> None:
+    prefix = f"wgh-stale-{unique_name('', 8)}"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_OWNER, str(Path(__file__).parent), prefix],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        ns_name, ifname, daemon_pid = json.loads(owner.stdout.readline())
+        socket_path = WIREGUARD_RUN_DIR / f"{ifname}.sock"
+        assert namespace_exists(ns_name) and socket_path.exists()
+        # Owner alive: its record is not touched (other runs' stale records may be).
+        assert not any(ns_name in line for line in clean_stale())
+        assert namespace_exists(ns_name)
+    finally:
+        owner.send_signal(signal.SIGKILL)  # no __exit__, as when CI kills a run
+        owner.wait()
+        owner.stdout.close()
+
+    clean_stale()
+
+    assert not namespace_exists(ns_name)
+    assert not socket_path.exists()
+    wait_for(lambda: not Path(f"/proc/{daemon_pid}").exists(), timeout=3, message="daemon gone")
 
 
 def test_wait_for_returns_value_or_times_out() -> None:
