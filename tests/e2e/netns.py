@@ -684,6 +684,31 @@ class Topology:
         temporary.replace(self._registry_file)
 
 
+def _registry_records() -> list[tuple[Path, dict[str, Any], bool]]:
+    """(file, record, owner alive) for every readable record in REGISTRY_DIR."""
+    records = []
+    for record_file in sorted(REGISTRY_DIR.glob("*.json")) if REGISTRY_DIR.is_dir() else []:
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        owner_start = _process_start_time(record["owner_pid"])
+        alive = owner_start is not None and owner_start == record["owner_start"]
+        records.append((record_file, record, alive))
+    return records
+
+
+def live_state() -> list[str]:
+    """Namespaces and UAPI socket file names (IFNAME.sock) recorded by Topologies whose owner
+    still runs: another test run going on right now, not a leak."""
+    names = []
+    for _, record, alive in _registry_records():
+        if alive:
+            names += record.get("namespaces", [])
+            names += [f"{ifname}.sock" for ifname in record.get("uapi_interfaces", [])]
+    return names
+
+
 def clean_stale(verbose: bool = False) -> list[str]:
     """Remove what Topologies of dead processes recorded in REGISTRY_DIR. Returns what it did.
 
@@ -691,16 +716,9 @@ def clean_stale(verbose: bool = False) -> list[str]:
     does not count as alive): concurrent test runs are never touched.
     """
     done: list[str] = []
-    if not REGISTRY_DIR.is_dir():
-        return done
-    for record_file in sorted(REGISTRY_DIR.glob("*.json")):
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, json.JSONDecodeError):
+    for record_file, record, alive in _registry_records():
+        if alive:
             continue
-        owner_start = _process_start_time(record["owner_pid"])
-        if owner_start is not None and owner_start == record["owner_start"]:
-            continue  # owner alive
         for pid, start in record.get("processes", []):
             if start is not None and _process_start_time(pid) == start:
                 _kill_group_quietly(pid, signal.SIGKILL)
@@ -726,6 +744,9 @@ def clean_stale(verbose: bool = False) -> list[str]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--clean-stale"]:
-        sys.exit(f"usage: {sys.argv[0]} --clean-stale")
-    clean_stale(verbose=True)
+    if sys.argv[1:] == ["--clean-stale"]:
+        clean_stale(verbose=True)
+    elif sys.argv[1:] == ["--live"]:
+        print("\n".join(live_state()))
+    else:
+        sys.exit(f"usage: {sys.argv[0]} --clean-stale | --live")
