@@ -1,0 +1,194 @@
+"""The operator subcommands of `wgpy`: a table the `wgpy` CLI dispatches into.
+
+Each entry point takes argv with the subcommand's name first (as wgpy's own subcommands do:
+`cmd(["add-peer", "wg0", "--name", "phone"])`) and returns the exit status. Standalone:
+`python -m wgpy.ops.commands SUBCOMMAND ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wgpy.control.client import DeviceControl
+from wgpy.keys import key_to_base64
+from wgpy.ops import qr, serverconf
+from wgpy.ops.addpeer import (
+    DEFAULT_CLIENT_ALLOWED_IPS,
+    DEFAULT_KEEPALIVE,
+    AddPeerRequest,
+    OpsError,
+    add_peer,
+    remove_peer,
+)
+
+# Tests replace this to talk to a particular socket directory.
+control_factory: Callable[[], DeviceControl] = DeviceControl
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as exit status 1 (wg's convention), not 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(1)
+
+
+def _parser(argv: Sequence[str], description: str) -> _Parser:
+    return _Parser(prog=f"wgpy {argv[0]}", description=description)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
+         body: Callable[[argparse.Namespace], int]) -> int:
+    try:
+        args = parser.parse_args(list(argv[1:]))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return body(args)
+    except OpsError as err:
+        sys.stderr.write(f"{parser.prog}: {err}\n")
+        return 1
+
+
+def _check_writable(path: Path | None, option: str) -> None:
+    if path is None:
+        return
+    directory = path.parent if str(path.parent) else Path(".")
+    if not os.access(directory, os.W_OK):
+        raise OpsError(f"{option} {path}: directory not writable")
+
+
+def _write_private_text(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+# -- add-peer / remove-peer -----------------------------------------------------------------------
+
+
+def cmd_add_peer(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "Add a peer to a running interface and its config; print the "
+                           "client's config (and QR code).")
+    parser.add_argument("interface")
+    parser.add_argument("--name", required=True, help="the peer's name (kept in the config)")
+    parser.add_argument("--address", default="auto",
+                        help="'auto' (next free in each subnet) or CIDR[,CIDR]")
+    parser.add_argument("--allowed-ips", default=DEFAULT_CLIENT_ALLOWED_IPS,
+                        help="what the client routes through the tunnel")
+    parser.add_argument("--endpoint", help="HOST:PORT clients connect to (remembered)")
+    parser.add_argument("--dns", action="append", default=[],
+                        help="DNS server(s) for the client, comma-separated or repeated")
+    parser.add_argument("--keepalive", type=int, default=DEFAULT_KEEPALIVE,
+                        help=f"client's PersistentKeepalive (default {DEFAULT_KEEPALIVE}, 0 = off)")
+    parser.add_argument("--no-psk", action="store_true", help="no PresharedKey")
+    parser.add_argument("--config", type=Path, help="server config (default /etc/wireguard/IFACE.conf)")
+    parser.add_argument("--out", type=Path, help="write the client config here (0600), not stdout")
+    parser.add_argument("--qr", action="store_true", help="print the config as a QR code")
+    parser.add_argument("--qr-png", type=Path, help="write the QR code as a PNG (0600)")
+
+    def body(args: argparse.Namespace) -> int:
+        _check_writable(args.out, "--out")
+        _check_writable(args.qr_png, "--qr-png")
+        dns = [item for entry in args.dns for item in entry.replace(",", " ").split()]
+        result = add_peer(
+            AddPeerRequest(
+                ifname=args.interface, name=args.name,
+                config_path=args.config or serverconf.default_config_path(args.interface),
+                address=args.address, allowed_ips=args.allowed_ips, endpoint=args.endpoint,
+                dns=dns, keepalive=args.keepalive, preshared_key=not args.no_psk,
+            ),
+            control_factory(),
+        )
+        if args.out is not None:
+            _write_private_text(args.out, result.client_config)
+        else:
+            sys.stdout.write(result.client_config)
+        if args.qr:
+            sys.stdout.write(qr.render_terminal(result.client_config))
+        if args.qr_png is not None:
+            qr.write_png(result.client_config, args.qr_png)
+        where = "the running interface and the config" if result.live else (
+            f"the config only ({args.interface} is not running)")
+        addresses = ", ".join(str(a) for a in result.addresses)
+        sys.stderr.write(
+            f"added peer {args.name.strip()!r} ({addresses}, public key "
+            f"{key_to_base64(result.public_key)}) to {where}\n"
+        )
+        sys.stdout.flush()
+        return 0
+
+    return _run(parser, argv, body)
+
+
+def cmd_remove_peer(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "Remove a peer, by name or public key, live and from the config.")
+    parser.add_argument("interface")
+    parser.add_argument("peer", help="the peer's name or public key")
+    parser.add_argument("--config", type=Path, help="server config (default /etc/wireguard/IFACE.conf)")
+
+    def body(args: argparse.Namespace) -> int:
+        result = remove_peer(
+            args.interface, args.peer,
+            args.config or serverconf.default_config_path(args.interface), control_factory(),
+        )
+        places = [p for p, done in (("the running interface", result.live),
+                                    ("the config", result.in_config)) if done]
+        label = repr(result.name) if result.name else key_to_base64(result.public_key)
+        sys.stderr.write(f"removed peer {label} from {' and '.join(places)}\n")
+        return 0
+
+    return _run(parser, argv, body)
+
+
+# -- qr -------------------------------------------------------------------------------------------
+
+
+def cmd_qr(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "Show a config file as a QR code (terminal), or write it as PNG.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--png", type=Path, help="write a PNG (0600) instead of printing")
+    parser.add_argument("--invert", action="store_true",
+                        help="for dark-on-light terminals")
+
+    def body(args: argparse.Namespace) -> int:
+        try:
+            text = args.config.read_text()
+        except OSError as err:
+            raise OpsError(f"{args.config}: {err.strerror}") from None
+        if args.png is not None:
+            qr.write_png(text, args.png)
+        else:
+            sys.stdout.write(qr.render_terminal(text, invert=args.invert))
+        return 0
+
+    return _run(parser, argv, body)
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+SUBCOMMANDS: list[tuple[str, Callable[[Sequence[str]], int], str]] = [
+    ("add-peer", cmd_add_peer, "Adds a peer (keys, address, config, QR code) to an interface"),
+    ("remove-peer", cmd_remove_peer, "Removes a peer by name or public key"),
+    ("qr", cmd_qr, "Shows a config file as a QR code"),
+]
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {name: fn for name, fn, _ in SUBCOMMANDS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        names = ", ".join(COMMANDS)
+        sys.stderr.write(f"Usage: python -m wgpy.ops.commands {{{names}}} [ARGS]\n")
+        return 1
+    return COMMANDS[args[0]](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
