@@ -59,6 +59,10 @@ from wgpy.core.timers import (
 from wgpy.errors import DropReason, WgError
 
 _INF = float("inf")
+# plain ints for the per-packet paths (an IntEnum attribute lookup costs more)
+_T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
+_T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
+_T_PERSISTENT_KEEPALIVE = int(Timer.PERSISTENT_KEEPALIVE)
 _pack_header = TRANSPORT_HEADER.pack
 _unpack_header = TRANSPORT_HEADER.unpack_from
 _nonce = crypto.nonce
@@ -375,10 +379,10 @@ class Device:
         timers = peer.timers
         deadlines = timers.deadlines
         # any authenticated packet sent: no keepalive needed now
-        deadlines[Timer.SEND_KEEPALIVE] = None
+        deadlines[_T_SEND_KEEPALIVE] = None
         if timers.persistent_keepalive:
             self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
-        if length and deadlines[Timer.NEW_HANDSHAKE] is None:
+        if length and deadlines[_T_NEW_HANDSHAKE] is None:
             self._arm(peer, Timer.NEW_HANDSHAKE, new_handshake_deadline(now, self._jitter()))
 
     def _keep_key_fresh_send(self, peer: Peer, keypair: Keypair, now: float) -> None:
@@ -481,13 +485,13 @@ class Device:
             timers.sent_lastminute_handshake = True
             self._send_initiation(peer, now, retry=False)
         deadlines = timers.deadlines
-        deadlines[Timer.NEW_HANDSHAKE] = None  # any authenticated packet received
+        deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
         if timers.persistent_keepalive:
             self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
         if not plaintext:
             return  # keepalive
         # data received
-        if deadlines[Timer.SEND_KEEPALIVE] is None:
+        if deadlines[_T_SEND_KEEPALIVE] is None:
             self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
         else:
             timers.need_another_keepalive = True
