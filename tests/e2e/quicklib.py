@@ -117,6 +117,12 @@ def _without_link_local(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if "fe80::" not in line)
 
 
+def _without_ifindex(text: str) -> str:
+    # "3: wg0: <...> ... state UNKNOWN": a re-created link gets a new index; TUN state varies.
+    lines = [line.split(": ", 1)[1] for line in text.splitlines()]
+    return "\n".join(line.replace("state UNKNOWN ", "") for line in lines)
+
+
 def snapshot(ns: Netns) -> Snapshot:
     return Snapshot(
         rules4=ns.run(["ip", "-4", "rule", "show"]).stdout,
@@ -124,7 +130,7 @@ def snapshot(ns: Netns) -> Snapshot:
         routes4=ns.run(["ip", "-4", "route", "show", "table", "all"]).stdout,
         routes6=_without_link_local(ns.run(["ip", "-6", "route", "show", "table", "all"]).stdout),
         nft=ns.run(["nft", "list", "ruleset"]).stdout,
-        links=ns.run(["ip", "-o", "link", "show"]).stdout.replace("state UNKNOWN", ""),
+        links=_without_ifindex(ns.run(["ip", "-o", "link", "show"]).stdout),
     )
 
 

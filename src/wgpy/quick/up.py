@@ -248,9 +248,11 @@ class Up:
 
 
 def _routes_to_add(state: DeviceState) -> list[IPNetwork]:
-    """Every peer's AllowedIPs, longest prefix first (wg-quick: `sort -nr -k 2 -t /`)."""
+    """Every peer's AllowedIPs, longest prefix first, in wg-quick's order: `sort -nr -k 2 -t /`
+    under LC_ALL=C, whose last-resort comparison of whole lines is reversed too (so "::/0"
+    comes before "0.0.0.0/0", and the IPv6 nft table is made first)."""
     networks = [network for peer in state.peers for network in peer.allowed_ips]
-    return sorted(networks, key=lambda n: n.prefixlen, reverse=True)
+    return sorted(networks, key=lambda n: (n.prefixlen, str(n).encode()), reverse=True)
 
 
 def _install_signal_handlers() -> object:
