@@ -239,6 +239,8 @@ class DeviceLoop:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._housekeeping()
+        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
+            self._flush()
 
     def _housekeeping(self) -> None:
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
