@@ -85,11 +85,10 @@ def wgpy_quick(
     """`python -m wgpy.cli.wg_quick COMMAND CONF` inside ns; the interface is registered with
     the topology so cleanup removes it (and its UAPI socket) even when the test fails."""
     ifname = conf.name.removesuffix(".conf")
-    if command == "up":
-        if ifname not in topo.uapi_interfaces:
-            topo.uapi_interfaces.append(ifname)
-            topo.links.append((ns, ifname))
-            topo._save_registry()
+    if command == "up" and ifname not in topo.uapi_interfaces:
+        topo.uapi_interfaces.append(ifname)
+        topo.links.append((ns, ifname))
+        topo._save_registry()
     env = quick_env(implementation, extra_env)
     argv = [sys.executable, "-m", "wgpy.cli.wg_quick", command, str(conf)]
     return ns.run(argv, check=check, env=env, timeout=timeout)

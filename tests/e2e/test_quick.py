@@ -219,7 +219,7 @@ def test_up_twice_and_down_of_unknown_interface(topo: Topology) -> None:
 
 
 def test_explicit_and_automatic_mtu(topo: Topology) -> None:
-    ns, remote = one_side(topo)
+    ns, _remote = one_side(topo)
     uplink = ns.run(["ip", "-o", "route", "get", "198.51.100.1"]).stdout.split(" dev ")[1].split()[0]
     ns.run(["ip", "link", "set", uplink, "mtu", "1400"])
     ifname = topo.ifname("m")

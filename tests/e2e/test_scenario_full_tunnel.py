@@ -36,11 +36,11 @@ def test_full_tunnel(topo: Topology, client_impl: str, gateway_impl: str) -> Non
     client, gateway, internet = topo.netns("cli"), topo.netns("gw"), topo.netns("inet")
     for ns in (client, gateway, internet):
         no_dad(ns)
-    client_up, gateway_down = topo.veth(
+    client_up, _gateway_down = topo.veth(
         client, gateway, ["198.51.100.2/24", "2001:db8:1::2/64"],
         ["198.51.100.1/24", "2001:db8:1::1/64"],
     )
-    gateway_up, host_if = topo.veth(
+    gateway_up, _host_if = topo.veth(
         gateway, internet, ["203.0.113.1/24", "2001:db8:2::1/64"],
         ["203.0.113.10/24", "2001:db8:2::10/64"],
     )

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from wgpy.conf import ConfigError
+from wgpy.conf import ConfigError, strip_config
 from wgpy.quick import config as quick_config
 from wgpy.quick.config import QuickConfig, QuickError
 
@@ -57,9 +57,12 @@ def _save(quick: QuickConfig) -> None:
     save_running(quick)
 
 
-def _strip(quick: QuickConfig) -> None:
-    # wg-quick prints its stripped text with `echo`, which adds one newline.
-    sys.stdout.write(quick.stripped + "\n")
+def _strip(target: str) -> None:
+    # Like wg-quick, strip only drops wg-quick's keys; it does not validate the rest (the
+    # consumer, `wgpy setconf`/`syncconf`, reports errors in what remains). wg-quick prints the
+    # text with `echo`, which adds one newline.
+    _path, _interface, text = quick_config.read(target)
+    sys.stdout.write(strip_config(text) + "\n")
     sys.stdout.flush()
 
 
@@ -67,7 +70,6 @@ COMMANDS: dict[str, Callable[[QuickConfig], None]] = {
     "up": _up,
     "down": _down,
     "save": _save,
-    "strip": _strip,
 }
 
 
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) == 1 and args[0] in ("--help", "-h", "help"):
         sys.stderr.write(USAGE)
         return 0
-    if len(args) != 2 or args[0] not in COMMANDS:
+    if len(args) != 2 or (args[0] not in COMMANDS and args[0] != "strip"):
         sys.stderr.write(USAGE)
         return 1
     command, target = args
@@ -84,8 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM}: must be run as root", file=sys.stderr)
         return 1
     try:
-        quick = quick_config.load(target)
-        COMMANDS[command](quick)
+        if command == "strip":
+            _strip(target)
+        else:
+            COMMANDS[command](quick_config.load(target))
     except ConfigError as err:
         print(f"{PROGRAM}: {err}", file=sys.stderr)
         return 1

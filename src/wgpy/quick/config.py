@@ -67,7 +67,8 @@ def warn_if_world_accessible(path: Path) -> None:
         log.warning(f"`{path}' is world accessible")
 
 
-def load(argument: str) -> QuickConfig:
+def read(argument: str) -> tuple[Path, str, str]:
+    """(path, interface name, text) of CONFIG_FILE | INTERFACE, with wg-quick's checks."""
     path, interface = resolve_path(argument)
     warn_if_world_accessible(path)
     try:
@@ -76,6 +77,12 @@ def load(argument: str) -> QuickConfig:
         raise QuickError(f"Unable to read `{path}': {err.strerror}") from None
     except UnicodeDecodeError:
         raise QuickError(f"`{path}' is not a text file") from None
+    return path, interface, text
+
+
+def load(argument: str) -> QuickConfig:
+    """Read and fully validate the file (every key, as wg and wg-quick would parse it)."""
+    path, interface, text = read(argument)
     config = parse_config(text, str(path), quick=True)
     quick = QuickConfig(interface=interface, path=path, text=text, config=config)
     check_table(quick)
