@@ -18,6 +18,8 @@ from netns import (
     REGISTRY_DIR,
     WIREGUARD_RUN_DIR,
     Topology,
+    WgEnd,
+    bare_address,
     clean_stale,
     namespace_exists,
     namespace_pids,
@@ -32,7 +34,7 @@ OUTER_A = ("192.168.77.1/24", "fd00:77::1/64")
 OUTER_B = ("192.168.77.2/24", "fd00:77::2/64")
 
 
-def make_wireguard_go_pair(topo: Topology, outer_v6: bool = False):
+def make_wireguard_go_pair(topo: Topology, outer_v6: bool = False) -> tuple[WgEnd, WgEnd]:
     """Two namespaces, a veth with v4+v6, wireguard-go on each side, configured as peers."""
     a = topo.netns("a")
     b = topo.netns("b")
@@ -41,12 +43,9 @@ def make_wireguard_go_pair(topo: Topology, outer_v6: bool = False):
     topo.start_wireguard_go(a, a_if)
     topo.start_wireguard_go(b, b_if)
     outer = 1 if outer_v6 else 0
-    end_a, end_b = topo.configure_pair(
-        a, a_if, b, b_if,
-        a_host=OUTER_A[outer].split("/")[0],
-        b_host=OUTER_B[outer].split("/")[0],
+    return topo.configure_pair(
+        a, a_if, b, b_if, a_host=bare_address(OUTER_A[outer]), b_host=bare_address(OUTER_B[outer])
     )
-    return end_a, end_b
 
 
 @pytest.mark.parametrize("outer_v6", [False, True], ids=["outer4", "outer6"])
