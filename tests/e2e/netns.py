@@ -608,15 +608,18 @@ class Topology:
             timeout=5,
             message=f"iperf3 server listening on {port}",
         )
-        result = client.run(
-            ["iperf3", "-J", "-c", server_address, "-p", str(port), "-t", f"{seconds:g}", *args],
-            check=False,
-            timeout=timeout or seconds + 20,
-        )
         try:
-            server_process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _kill_process_group(server_process)
+            result = client.run(
+                ["iperf3", "-J", "-c", server_address, "-p", str(port), "-t", f"{seconds:g}",
+                 *args],
+                check=False,
+                timeout=timeout or seconds + 20,
+            )
+        finally:  # the port must be free for the next run, also after a client timeout
+            try:
+                server_process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill_process_group(server_process)
         try:
             report: dict[str, Any] = json.loads(result.stdout)
         except json.JSONDecodeError:
