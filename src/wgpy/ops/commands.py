@@ -8,14 +8,19 @@ Each entry point takes argv with the subcommand's name first (as wgpy's own subc
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from wgpy.conf import ConfigError
 from wgpy.control.client import DeviceControl
 from wgpy.keys import key_to_base64
-from wgpy.ops import qr, serverconf
+from wgpy.ops import doctor, exporter, monitor, qr, serverconf, system
 from wgpy.ops.addpeer import (
     DEFAULT_CLIENT_ALLOWED_IPS,
     DEFAULT_KEEPALIVE,
@@ -171,12 +176,160 @@ def cmd_qr(argv: Sequence[str]) -> int:
     return _run(parser, argv, body)
 
 
+# -- doctor ---------------------------------------------------------------------------------------
+
+
+def _doctor_one(ifname: str | None, config_path: Path | None,
+                control: DeviceControl) -> tuple[str, list[doctor.Finding]]:
+    findings: list[doctor.Finding] = []
+    config = None
+    if config_path is not None:
+        try:
+            config = serverconf.load(config_path).config
+        except ConfigError as err:
+            findings.append(doctor.Finding("config", doctor.Status.FAIL, str(err),
+                                           "fix that line; wg-quick would refuse the file"))
+        except OSError as err:
+            findings.append(doctor.Finding("config", doctor.Status.FAIL,
+                                           f"{config_path}: {err.strerror}",
+                                           "give the right file with --config"))
+    live = None
+    if ifname is not None:
+        try:
+            live = control.get(ifname)
+        except OSError:
+            findings.append(doctor.Finding("interface", doctor.Status.WARN,
+                                           f"{ifname} is not running: live checks skipped",
+                                           f"wgpy-quick up {ifname}"))
+    subject = doctor.build_subject(ifname, config,
+                                   str(config_path) if config_path else None, live)
+    paths = ([config_path] if config_path else []) + [Path(p) for p in subject.key_files]
+    host = system.gather(paths)
+    findings += doctor.run_checks(subject, host)
+    title = " / ".join(str(x) for x in (ifname, config_path) if x is not None)
+    return title, findings
+
+
+def cmd_doctor(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "Check an interface and its config against the production "
+                           "checklist; exit 1 if any check fails.")
+    parser.add_argument("interface", nargs="?")
+    parser.add_argument("--config", type=Path,
+                        help="config file (default /etc/wireguard/IFACE.conf if it exists)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def body(args: argparse.Namespace) -> int:
+        control = control_factory()
+        targets: list[tuple[str | None, Path | None]] = []
+        if args.interface or args.config:
+            config = args.config
+            if config is None:
+                default = serverconf.default_config_path(args.interface)
+                config = default if default.exists() else None
+            # wg-quick names the interface after its config file
+            ifname = args.interface or (args.config.stem if args.config else None)
+            targets.append((ifname, config))
+        else:
+            try:
+                names = control.list_interfaces()
+            except OSError:
+                names = control.uapi.list_interfaces()
+            for name in names:
+                default = serverconf.default_config_path(name)
+                targets.append((name, default if default.exists() else None))
+            if not targets:
+                raise OpsError("no WireGuard interface running; name one or give --config")
+        reports = [_doctor_one(ifname, config, control) for ifname, config in targets]
+        failed = any(doctor.has_failures(findings) for _, findings in reports)
+        if args.json:
+            document = {
+                "ok": not failed,
+                "reports": [{"target": title, "findings": [f.as_json() for f in findings]}
+                            for title, findings in reports],
+            }
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        else:
+            for title, findings in reports:
+                sys.stdout.write(doctor.format_text(findings, title))
+        return 1 if failed else 0
+
+    return _run(parser, argv, body)
+
+
+# -- check-handshakes -----------------------------------------------------------------------------
+
+
+def cmd_check_handshakes(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "List peers whose latest handshake is too old; exit 1 if any.")
+    parser.add_argument("interface")
+    parser.add_argument("--max-age", type=int, default=monitor.DEFAULT_MAX_AGE,
+                        help=f"seconds (default {monitor.DEFAULT_MAX_AGE})")
+    parser.add_argument("--config", type=Path, help="for peer names (default "
+                        "/etc/wireguard/IFACE.conf)")
+    parser.add_argument("--ignore-never", action="store_true",
+                        help="do not count peers that never handshaked")
+
+    def body(args: argparse.Namespace) -> int:
+        try:
+            state = control_factory().get(args.interface)
+        except OSError as err:
+            raise OpsError(f"{args.interface}: {err.strerror or err}") from None
+        names = monitor.peer_names(args.config or serverconf.default_config_path(args.interface))
+        stale = monitor.stale_peers(state, time.time(), args.max_age, names,
+                                    include_never=not args.ignore_never)
+        for peer in stale:
+            sys.stdout.write(peer.describe() + "\n")
+        return 1 if stale else 0
+
+    return _run(parser, argv, body)
+
+
+# -- exporter -------------------------------------------------------------------------------------
+
+
+def cmd_exporter(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "Serve Prometheus metrics (prometheus_wireguard_exporter's names) "
+                           "on /metrics.")
+    parser.add_argument("--listen", default=f"0.0.0.0:{exporter.DEFAULT_PORT}",
+                        help=f"ADDR:PORT (default 0.0.0.0:{exporter.DEFAULT_PORT})")
+    parser.add_argument("--interface", "-i", action="append", default=[],
+                        help="only these interfaces (repeatable; default all)")
+    parser.add_argument("--config-dir", type=Path, default=serverconf.DEFAULT_CONFIG_DIR,
+                        help="where IFACE.conf files give peer names (default /etc/wireguard)")
+
+    def body(args: argparse.Namespace) -> int:
+        try:
+            host, port = exporter.parse_listen(args.listen)
+        except ValueError as err:
+            raise OpsError(str(err)) from None
+        collector = exporter.WireGuardCollector(control_factory, args.interface, args.config_dir)
+        try:
+            server = exporter.serve(host, port, collector)
+        except OSError as err:
+            raise OpsError(f"cannot listen on {args.listen}: {err.strerror}") from None
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        sys.stderr.write(f"wgpy exporter: serving /metrics on {args.listen}\n")
+        sys.stderr.flush()
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        server.shutdown()
+        return 0
+
+    return _run(parser, argv, body)
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[tuple[str, Callable[[Sequence[str]], int], str]] = [
     ("add-peer", cmd_add_peer, "Adds a peer (keys, address, config, QR code) to an interface"),
     ("remove-peer", cmd_remove_peer, "Removes a peer by name or public key"),
     ("qr", cmd_qr, "Shows a config file as a QR code"),
+    ("doctor", cmd_doctor, "Checks an interface and its config for common mistakes"),
+    ("check-handshakes", cmd_check_handshakes, "Lists peers with stale handshakes (exit 1)"),
+    ("exporter", cmd_exporter, "Serves Prometheus metrics of the interfaces"),
 ]
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {name: fn for name, fn, _ in SUBCOMMANDS}
 
