@@ -105,14 +105,22 @@ class UapiServer:
         self.loop = loop
         self.connections: dict[int, _Connection] = {}
         listener.setblocking(False)
-        st = os.stat(path) if path else None
-        self._inode = (st.st_dev, st.st_ino) if st else None
+        self._inode: tuple[int, int] | None = None
+        self._gone = False
+        if path:
+            try:
+                st = os.stat(path)
+                self._inode = (st.st_dev, st.st_ino)
+            except FileNotFoundError:
+                self._gone = True  # deleted before we got here: as good as deleted later
         loop.set_events(listener, selectors.EVENT_READ, self._on_accept)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def socket_still_ours(self) -> bool:
         """False once our socket file was deleted or replaced (wireguard-go then exits)."""
+        if self._gone:
+            return False
         if self._inode is None:
             return True
         try:
