@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,10 @@ from netns import Netns, Topology
 from quicklib import (
     IMPLEMENTATIONS,
     assert_restored,
+    namespace_resolver,
     no_dad,
     quick_env,
+    resolv_conf_seen_in,
     snapshot,
     wgpy_quick,
     write_conf,
@@ -321,3 +325,44 @@ def test_userspace_implementation_from_environment(topo: Topology) -> None:
     assert missing.returncode == 1
     assert "`/nonexistent/wg-impl' not found" in missing.stderr
     assert not ns.link_exists(ifname)
+
+
+def test_sigterm_during_up_rolls_back(topo: Topology) -> None:
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("x")
+    started = topo.tmpdir / "postup-started"
+    conf = write_conf(topo, ifname, config(
+        topo, allowed="0.0.0.0/0", interface=f"PostUp = touch {started}; sleep 20\n"))
+    topo.uapi_interfaces.append(ifname)
+    topo.links.append((ns, ifname))
+    before_rules = ns.run(["ip", "rule"]).stdout
+    process = ns.popen([sys.executable, "-m", "wgpy.cli.wg_quick", "up", str(conf)],
+                       env=quick_env("wireguard-go"))
+    topo.wait_for(started.exists, timeout=20, message="the PostUp hook to start")
+    assert "lookup 51820" in ns.run(["ip", "rule"]).stdout
+    # `ip netns exec` runs wgpy-quick as its child (exec'd, same PID).
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=20) == 1
+    assert "interrupted" in topo.log_of(process)
+    assert not ns.link_exists(ifname)
+    assert ns.run(["ip", "rule"]).stdout == before_rules
+    assert "wg-quick" not in ns.run(["nft", "list", "tables"]).stdout
+
+
+def test_dns_servers_and_search_domains_saved(topo: Topology) -> None:
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("n")
+    resolver = namespace_resolver(topo, ns)
+    try:
+        conf = write_conf(topo, ifname, config(
+            topo, interface="DNS = 10.80.0.53, fd80::53, corp.example\nSaveConfig = true\n"))
+        wgpy_quick(topo, ns, "up", conf, extra_env=resolver.env)
+        assert resolv_conf_seen_in(ns) == (
+            "nameserver 10.80.0.53\nnameserver fd80::53\nsearch corp.example\n")
+        wgpy_quick(topo, ns, "down", conf, extra_env=resolver.env)
+        saved = conf.read_text()
+        assert "DNS = 10.80.0.53\nDNS = fd80::53\nDNS = corp.example\n" in saved
+        assert resolv_conf_seen_in(ns) == resolver.original
+        assert resolver.calls() == [f"-a {ifname} -m 0 -x", f"-l {ifname}", f"-d {ifname} -f"]
+    finally:
+        resolver.remove()
