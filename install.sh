@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what wgpy, its demo, its tests and its benchmarks need on a Debian machine, as root:
+# the system tools (apt) and wgpy itself with its test extras (pip, editable, from this checkout).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+export DEBIAN_FRONTEND=noninteractive
+export PIP_BREAK_SYSTEM_PACKAGES=1   # Debian's python3 is "externally managed"
+export PIP_ROOT_USER_ACTION=ignore
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (apt-get)" >&2
+    exit 1
+fi
+apt-get update -q
+apt-get install -y -q iproute2 iptables nftables wireguard-go wireguard-tools iperf3 \
+    iputils-ping ncat
+if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get install -y -q python3 python3-pip python3-venv
+fi
+python3 -m pip install -q -e '.[test]'
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
