@@ -1,0 +1,115 @@
+"""check-handshakes and the exporter against a fake device (no sockets but the HTTP one)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from wgpy import keys
+from wgpy.control.model import DeviceState, PeerState
+from wgpy.ops import commands, exporter, monitor
+
+NOW = 1_800_000_000
+PHONE = keys.public_key(keys.generate_private_key())
+LAPTOP = keys.public_key(keys.generate_private_key())
+NEW = keys.public_key(keys.generate_private_key())
+
+
+class FakeControl:
+    def __init__(self, devices: dict[str, DeviceState]) -> None:
+        self.devices = devices
+
+    def get(self, ifname: str) -> DeviceState:
+        if ifname not in self.devices:
+            raise OSError(errno.ENODEV, "No such device")
+        return self.devices[ifname]
+
+    def list_interfaces(self) -> list[str]:
+        return list(self.devices)
+
+
+def state(now: float) -> DeviceState:
+    return DeviceState(peers=[
+        PeerState(public_key=PHONE, last_handshake_sec=int(now) - 30, rx_bytes=1000, tx_bytes=2000,
+                  allowed_ips=[ipaddress.ip_network("10.8.0.2/32"),
+                               ipaddress.ip_network("fd08::2/128")]),
+        PeerState(public_key=LAPTOP, last_handshake_sec=int(now) - 500),
+        PeerState(public_key=NEW),
+    ])
+
+
+def names_file(tmp_path: Path) -> Path:
+    path = tmp_path / "wg0.conf"
+    path.write_text(
+        f"[Interface]\nPrivateKey = {keys.key_to_base64(keys.generate_private_key())}\n\n"
+        f"[Peer]\n# friendly_name = phone\nPublicKey = {keys.key_to_base64(PHONE)}\n\n"
+        f"# Name = laptop\n[Peer]\nPublicKey = {keys.key_to_base64(LAPTOP)}\n")
+    return path
+
+
+def test_stale_peers(tmp_path: Path) -> None:
+    names = monitor.peer_names(names_file(tmp_path))
+    assert names == {PHONE: "phone", LAPTOP: "laptop"}
+    stale = monitor.stale_peers(state(NOW), NOW, 180, names)
+    assert [(p.name, p.age) for p in stale] == [("laptop", 500), (None, None)]
+    assert stale[0].describe().startswith("laptop (") and stale[0].describe().endswith("500 s ago")
+    assert stale[1].describe().endswith("never handshaked")
+    assert [p.name for p in monitor.stale_peers(state(NOW), NOW, 600, names,
+                                                include_never=False)] == []
+    assert monitor.peer_names(tmp_path / "missing.conf") == {}
+
+
+def test_check_handshakes_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    config = names_file(tmp_path)
+    monkeypatch.setattr(commands, "control_factory",
+                        lambda: FakeControl({"wg0": state(time.time())}))
+    assert commands.main(["check-handshakes", "wg0", "--config", str(config)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("laptop (") and "never" in out[1]
+    assert commands.main(["check-handshakes", "wg0", "--config", str(config),
+                          "--max-age", "1000", "--ignore-never"]) == 0
+    assert capsys.readouterr().out == ""
+    assert commands.main(["check-handshakes", "nope"]) == 1
+    assert "No such device" in capsys.readouterr().err
+
+
+def test_exporter_metrics_over_http(tmp_path: Path) -> None:
+    names_file(tmp_path)
+    control = FakeControl({"wg0": state(NOW)})
+    collector = exporter.WireGuardCollector(lambda: control, config_dir=tmp_path)  # type: ignore[arg-type,return-value]
+    server = exporter.serve("127.0.0.1", 0, collector)
+    try:
+        port = server.server_address[1]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+    samples = {(s.name, s.labels["public_key"]): s for family in
+               text_string_to_metric_families(body) for s in family.samples}
+    phone = keys.key_to_base64(PHONE)
+    sent = samples[("wireguard_sent_bytes_total", phone)]
+    assert sent.value == 2000
+    assert sent.labels == {"interface": "wg0", "public_key": phone,
+                           "allowed_ips": "10.8.0.2/32,fd08::2/128", "friendly_name": "phone"}
+    assert samples[("wireguard_received_bytes_total", phone)].value == 1000
+    assert samples[("wireguard_latest_handshake_seconds", phone)].value == NOW - 30
+    assert samples[("wireguard_latest_handshake_seconds", keys.key_to_base64(NEW))].value == 0
+    assert samples[("wireguard_sent_bytes_total",
+                    keys.key_to_base64(LAPTOP))].labels["friendly_name"] == "laptop"
+    assert "# TYPE wireguard_sent_bytes_total counter" in body
+    assert "# TYPE wireguard_latest_handshake_seconds gauge" in body
+
+
+def test_parse_listen() -> None:
+    assert exporter.parse_listen("127.0.0.1:9586") == ("127.0.0.1", 9586)
+    assert exporter.parse_listen("[::1]:9000") == ("::1", 9000)
+    assert exporter.parse_listen(":9586") == ("0.0.0.0", 9586)
+    with pytest.raises(ValueError):
+        exporter.parse_listen("localhost")
