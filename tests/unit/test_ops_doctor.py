@@ -49,14 +49,14 @@ def peer_text(key: bytes, allowed: str, name: str | None = None, endpoint: str |
 
 
 def host(**kwargs) -> HostView:  # type: ignore[no-untyped-def]
-    defaults = dict(
-        routes=[Route(net("0.0.0.0/0"), "eth0", "192.0.2.1"), Route(net("192.0.2.0/24"), "eth0"),
+    defaults = {
+        "routes": [Route(net("0.0.0.0/0"), "eth0", "192.0.2.1"), Route(net("192.0.2.0/24"), "eth0"),
                 Route(net("10.8.0.0/24"), "wg0")],
-        link_mtus={"eth0": 1500, "wg0": 1420, "lo": 65536},
-        ipv4_forwarding=False, ipv6_forwarding=False,
-        firewall_text="### nft list ruleset\n",
-        file_modes={"/e/wg0.conf": 0o600}, now=NOW,
-    )
+        "link_mtus": {"eth0": 1500, "wg0": 1420, "lo": 65536},
+        "ipv4_forwarding": False, "ipv6_forwarding": False,
+        "firewall_text": "### nft list ruleset\n",
+        "file_modes": {"/e/wg0.conf": 0o600}, "now": NOW,
+    }
     defaults.update(kwargs)
     return HostView(**defaults)  # type: ignore[arg-type]
 
