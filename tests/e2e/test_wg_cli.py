@@ -37,6 +37,9 @@ from wgpy.control.model import DeviceState, PeerState
 from wgpy.control.uapi import format_get
 from wgpy.keys import generate_private_key, key_from_base64, key_to_base64, public_key
 
+from netns import Topology
+
+NETNS_PREFIX = "wgc"
 pytestmark = pytest.mark.e2e
 TOOLS = ("wg", "wgpy")
 
@@ -64,8 +67,13 @@ def write_wgpy_as_wg(directory: Path) -> Path:
 
 
 class Runner:
-    def __init__(self, wgpy_script: Path) -> None:
+    """Runs either tool. Commands run in `netns` unless told otherwise: endpoint names are
+    resolved there, where nothing outside the test is reachable, and with no retries unless a
+    test asks (WG_ENDPOINT_RESOLUTION_RETRIES)."""
+
+    def __init__(self, wgpy_script: Path, netns: str | None = None) -> None:
         self.wgpy_script = wgpy_script
+        self.netns = netns
 
     def argv(self, tool: str, args: Sequence[str], netns: str | None = None,
              run_dir: Path | None = None) -> list[str]:
@@ -83,12 +91,14 @@ class Runner:
     def run(self, tool: str, args: Sequence[str], *, netns: str | None = None,
             run_dir: Path | None = None, env: dict[str, str] | None = None,
             input: bytes | None = None, timeout: float = 60) -> Result:
-        full_env = {**os.environ, "WG_COLOR_MODE": "never", **(env or {})}
+        full_env = {**os.environ, "WG_COLOR_MODE": "never",
+                    "WG_ENDPOINT_RESOLUTION_RETRIES": "0", **(env or {})}
         for key, value in list(full_env.items()):
             if value is None:
                 del full_env[key]
         process = subprocess.run(
-            self.argv(tool, args, netns, run_dir), input=input, capture_output=True,
+            self.argv(tool, args, netns or self.netns, run_dir), input=input,
+            capture_output=True,
             env=full_env, timeout=timeout,
         )
         return Result(process.stdout, process.stderr, process.returncode)
@@ -160,10 +170,11 @@ class ScriptedDaemon:
         self.path.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with tempfile.TemporaryDirectory(prefix="wgc-bin-") as directory:
-        yield Runner(write_wgpy_as_wg(Path(directory)))
+@pytest.fixture
+def runner(topo: Topology) -> Iterator[Runner]:
+    """Both tools, run in a namespace of their own (lo only)."""
+    ns = topo.netns("cli")
+    yield Runner(write_wgpy_as_wg(topo.tmpdir / "bin"), netns=ns.name)
 
 
 @pytest.fixture
@@ -299,7 +310,7 @@ def test_colour_on_a_terminal_only(runner: Runner, run_dir: Path,
         master, slave = pty.openpty()
         full_env = {**os.environ, **env}
         full_env.pop("WG_COLOR_MODE", None) if "WG_COLOR_MODE" not in env else None
-        process = subprocess.Popen(runner.argv(tool, ["show", busy], run_dir=run_dir),
+        process = subprocess.Popen(runner.argv(tool, ["show", busy], runner.netns, run_dir),
                                    stdout=slave, stderr=subprocess.DEVNULL, env=full_env)
         os.close(slave)
         output = b""
@@ -445,6 +456,19 @@ def test_write_commands_send_the_same_requests(runner: Runner, run_dir: Path,
     assert sent_something >= 15  # most cases really reached the daemon
 
 
+def test_endpoint_resolution_retries_like_wg(runner: Runner) -> None:
+    """No DNS server is reachable in the test namespace: a temporary failure, retried."""
+    for retries in ("0", "1"):
+        args = ["set", "wgcnone", "peer", PEER_A, "endpoint", "no-such-host.invalid:5"]
+        wg, wgpy = runner.both(args, env={"WG_ENDPOINT_RESOLUTION_RETRIES": retries})
+        assert_same(wg, wgpy, what=f"retries={retries}")
+        assert wg.returncode == 1
+        assert wg.stderr.count(b"Trying again in 1.00 seconds...") == int(retries)
+    wg, wgpy = runner.both(["set", "wgcnone", "peer", PEER_A, "endpoint", "x.invalid:5"],
+                           env={"WG_ENDPOINT_RESOLUTION_RETRIES": "bogus"})
+    assert_same(wg, wgpy)
+
+
 def test_config_errors_name_file_and_line(runner: Runner, tmp_path: Path) -> None:
     files = write_files(tmp_path)
     result = runner.run("wgpy", ["setconf", "wgcnone", str(files["conf-badcidr"])])
@@ -498,14 +522,15 @@ def test_keys_interchangeable_with_wg(runner: Runner, tmp_path: Path) -> None:
         target.touch(mode=0o644)
         target.chmod(0o644)
         with open(target, "wb") as handle:
-            subprocess.run(runner.argv(tool, ["genkey"]), stdout=handle, check=True)
+            subprocess.run(runner.argv(tool, ["genkey"], runner.netns), stdout=handle,
+                           check=True)
     assert (tmp_path / "wgpy.key").stat().st_mode & 0o077 == 0
     loose = tmp_path / "loose.key"
     for tool in TOOLS:
         loose.touch()
         loose.chmod(0o666)
         with open(loose, "wb") as handle:
-            result = subprocess.run(runner.argv(tool, ["genkey"]), stdout=handle,
+            result = subprocess.run(runner.argv(tool, ["genkey"], runner.netns), stdout=handle,
                                     stderr=subprocess.PIPE, check=True)
         assert result.stderr == (b"Warning: writing to world accessible file.\n"
                                  b"Consider setting the umask to 077 and trying again.\n")
