@@ -41,7 +41,13 @@ def down(quick: QuickConfig) -> None:
 def _delete_policy_rules(quick: QuickConfig, netlink: Netlink) -> None:
     if quick.table not in ("", "auto"):
         return
-    state = device.state(quick.interface)
+    try:
+        state = device.state(quick.interface)
+    except QuickError as err:
+        # As wg-quick: without the device's fwmark there is no table to clean up; the
+        # interface itself must still go.
+        log.note(f"{err}; leaving policy routing rules alone")
+        return
     has_default = any(n.prefixlen == 0 for peer in state.peers for n in peer.allowed_ips)
     if not state.fwmark or not has_default:
         return
