@@ -1,0 +1,52 @@
+"""Helpers for the operator-tool e2e tests: a WireGuard server in a namespace built from a
+wg-quick config file (userspace implementation + `wg setconf` of the stripped config, addresses,
+link up), and running `python -m wgpy.ops.commands` inside a namespace."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from pathlib import Path
+
+from netns import Netns, Topology
+
+from wgpy.conf import parse_config, strip_config
+
+
+def write_conf(topo: Topology, name: str, text: str, mode: int = 0o600) -> Path:
+    directory = topo.tmpdir / "conf"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{name}.conf"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def start_server(topo: Topology, ns: Netns, implementation: str, ifname: str,
+                 text: str, mtu: int = 1420) -> Path:
+    """Run `implementation` as ifname in ns, configured from the wg-quick text; return the
+    config's path (TMP/conf/IFNAME.conf, 0600)."""
+    path = write_conf(topo, ifname, text)
+    if implementation == "wireguard-go":
+        topo.start_wireguard_go(ns, ifname)
+    else:
+        topo.start_wgpy_daemon(ns, ifname)
+    stripped = topo.write_file(strip_config(text), name="stripped")
+    topo.wg(ns, "setconf", ifname, str(stripped))
+    addresses = [str(a) for a in parse_config(text).interface.addresses]
+    topo.add_addresses(ns, ifname, addresses)
+    ns.run(["ip", "link", "set", ifname, "mtu", str(mtu), "up"])
+    return path
+
+
+def ops(ns: Netns, *args: str | Path, check: bool = False,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m wgpy.ops.commands ARGS` inside ns."""
+    return ns.run([sys.executable, "-m", "wgpy.ops.commands", *map(str, args)],
+                  check=check, timeout=timeout)
+
+
+def host_prefix(address: str) -> str:
+    ip = ipaddress.ip_interface(address).ip
+    return f"{ip}/{ip.max_prefixlen}"

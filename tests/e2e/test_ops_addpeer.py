@@ -1,0 +1,149 @@
+"""add-peer against a running server, the client config brought up with wg-quick (or
+wgpy-quick), a ping through, check-handshakes and the exporter on the live tunnel, then
+remove-peer cutting the client off.
+
+    client (192.0.2.2) --veth-- server (192.0.2.1, UDP 51820; tunnel 10.9.0.1/24, fd09::1/64)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from netns import Netns, Topology
+from opslib import ops, start_server, write_conf
+from prometheus_client.parser import text_string_to_metric_families
+from quicklib import no_dad, wgpy_quick
+
+from wgpy import keys
+from wgpy.conf import parse_config
+
+NETNS_PREFIX = "wgo"
+USERSPACE = {
+    "WG_QUICK_USERSPACE_IMPLEMENTATION": "wireguard-go",
+    "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1",
+}
+
+
+def server_text() -> str:
+    private, _ = Topology.genkey()
+    return (
+        "# test server\n"
+        "[Interface]\n"
+        f"PrivateKey = {private}\n"
+        "ListenPort = 51820\n"
+        "Address = 10.9.0.1/24, fd09::1/64\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("server_impl", "client_tool"),
+    [("wireguard-go", "wg-quick"), ("wgpy-daemon", "wg-quick"), ("wireguard-go", "wgpy-quick")],
+)
+def test_add_peer_ping_remove(topo: Topology, server_impl: str, client_tool: str) -> None:
+    server, client = topo.netns("srv"), topo.netns("cli")
+    no_dad(server)
+    no_dad(client)
+    topo.veth(server, client, ["192.0.2.1/24"], ["192.0.2.2/24"])
+    ifname = topo.ifname("s")
+    config = start_server(topo, server, server_impl, ifname, server_text())
+
+    client_if = topo.ifname("c")
+    client_conf = topo.tmpdir / "conf" / f"{client_if}.conf"
+    png = topo.tmpdir / "phone.png"
+    added = ops(server, "add-peer", ifname, "--name", "phone", "--config", config,
+                "--endpoint", "192.0.2.1:51820", "--out", client_conf, "--qr-png", png)
+    assert added.returncode == 0, added.stderr
+    assert "added peer 'phone' (10.9.0.2/32, fd09::2/128" in added.stderr
+    assert "to the running interface and the config" in added.stderr
+    for path in (config, client_conf, png):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+    client_text = client_conf.read_text()
+    assert "DNS" not in client_text  # no resolvconf in this test
+    client_private = parse_config(client_text).interface.private_key
+    assert client_private is not None
+    client_public = keys.key_to_base64(keys.public_key(client_private))
+    dump = topo.wg_dump(server, ifname)
+    assert list(dump.peers) == [client_public]
+    assert dump.peers[client_public].allowed_ips == ["10.9.0.2/32", "fd09::2/128"]
+    assert dump.peers[client_public].preshared_key is not None
+    assert "# friendly_name = phone" in config.read_text()
+
+    if client_tool == "wg-quick":
+        topo.track_interface(client, client_if)
+        client.run(["wg-quick", "up", str(client_conf)], env=USERSPACE, timeout=60)
+    else:
+        wgpy_quick(topo, client, "up", client_conf, implementation="wireguard-go")
+    client.ping("10.9.0.1")
+    client.ping("fd09::1")
+    assert topo.wg_dump(server, ifname).peers[client_public].latest_handshake > 0
+
+    fresh = ops(server, "check-handshakes", ifname, "--config", config, "--max-age", "120")
+    assert fresh.returncode == 0 and fresh.stdout == "", fresh.stdout + fresh.stderr
+
+    metrics = scrape_exporter(topo, server, ifname, config)
+    labels = {"interface": ifname, "public_key": client_public,
+              "allowed_ips": "10.9.0.2/32,fd09::2/128", "friendly_name": "phone"}
+    values = {sample.name: sample.value
+              for family in text_string_to_metric_families(metrics)
+              for sample in family.samples if sample.labels == labels}
+    assert set(values) == {"wireguard_sent_bytes_total", "wireguard_received_bytes_total",
+                           "wireguard_latest_handshake_seconds"}, metrics
+    assert values["wireguard_received_bytes_total"] > 0
+    assert values["wireguard_sent_bytes_total"] > 0
+    assert abs(values["wireguard_latest_handshake_seconds"] - time.time()) < 120
+
+    removed = ops(server, "remove-peer", ifname, "phone", "--config", config)
+    assert removed.returncode == 0, removed.stderr
+    assert "removed peer 'phone' from the running interface and the config" in removed.stderr
+    assert topo.wg_dump(server, ifname).peers == {}
+    assert "[Peer]" not in config.read_text()
+    cut_off = client.run(["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "10.9.0.1"],
+                         check=False)
+    assert cut_off.returncode != 0, cut_off.stdout
+
+
+def scrape_exporter(topo: Topology, ns: Netns, ifname: str, config: Path) -> str:
+    """Run `exporter` on the namespace's loopback and fetch /metrics once."""
+    port = 9586
+    ns.popen([sys.executable, "-m", "wgpy.ops.commands", "exporter", "--listen",
+              f"127.0.0.1:{port}", "--interface", ifname, "--config-dir", str(config.parent)])
+    body = ""
+
+    def scraped() -> bool:
+        nonlocal body
+        result = ns.run(["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{port}/metrics"],
+                        check=False)
+        body = result.stdout
+        return result.returncode == 0
+
+    topo.wait_for(scraped, timeout=15, interval=0.2, message="the exporter's /metrics")
+    return body
+
+
+def test_refusals_change_nothing(topo: Topology) -> None:
+    server = topo.netns("srv")
+    ifname = topo.ifname("s")
+    text = server_text().replace("10.9.0.1/24", "10.9.0.1/30") + (
+        "\n[Peer]\n# friendly_name = taken\n"
+        f"PublicKey = {Topology.genkey()[1]}\nAllowedIPs = 10.9.0.2/32\n")
+    config = start_server(topo, server, "wireguard-go", ifname, text)
+    before = topo.wg(server, "showconf", ifname).stdout
+
+    duplicate = ops(server, "add-peer", ifname, "--name", "TAKEN", "--config", config,
+                    "--endpoint", "192.0.2.1:51820")
+    assert duplicate.returncode == 1 and "already in" in duplicate.stderr
+    full = ops(server, "add-peer", ifname, "--name", "new", "--config", config,
+               "--endpoint", "192.0.2.1:51820")
+    assert full.returncode == 1 and "10.9.0.0/30 is full" in full.stderr
+    broken = write_conf(topo, "broken", text + "AllowedIPs = 10.9.0.300/32\n")
+    unparsable = ops(server, "add-peer", ifname, "--name", "new", "--config", broken,
+                     "--endpoint", "192.0.2.1:51820", "--address", "10.9.9.9/32")
+    assert unparsable.returncode == 1 and "broken.conf:11: AllowedIPs" in unparsable.stderr
+    assert config.read_text() == text
+    assert topo.wg(server, "showconf", ifname).stdout == before
