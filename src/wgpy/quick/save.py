@@ -57,7 +57,11 @@ def quick_interface_lines(quick: QuickConfig, netlink: Netlink) -> list[str]:
         if address.version == 6 and address.ip in LINK_LOCAL_V6:
             continue
         lines.append(f"Address = {address}")
-    lines += [f"DNS = {server}" for server in dns.current_servers(ifname)]
+    # What resolvconf holds for us (as wg-quick reads it back); a resolvconf that cannot list
+    # records (-l) would otherwise make `save` silently drop the servers, so fall back to the
+    # file's, which is what `up` gave it.
+    servers = dns.current_servers(ifname) if interface.dns_servers else []
+    lines += [f"DNS = {server}" for server in servers or interface.dns_servers]
     if interface.dns_search and interface.dns_servers:
         lines.append(f"DNS = {', '.join(interface.dns_search)}")
     index = netlink.link_index(ifname)

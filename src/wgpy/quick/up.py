@@ -93,7 +93,7 @@ class Up:
         try:
             self._run_steps()
         except (Exception, KeyboardInterrupt, Interrupted) as err:
-            log.note(f"Rolling back: {err}" if str(err) else "Rolling back")
+            log.note("Failed; undoing what was done")
             problems = self.undo.unwind()
             for problem in problems:
                 log.note(f"could not undo {problem}")
@@ -120,8 +120,9 @@ class Up:
         self.fwmark = state.fwmark
         self._set_mtu_up(state)
         if interface.dns_servers:
-            dns.set_dns(self.ifname, interface.dns_servers, interface.dns_search)
+            # Undo first: a resolvconf that failed half-way may still have kept the record.
             self.undo.push("DNS", lambda: dns.unset_dns(self.ifname))
+            dns.set_dns(self.ifname, interface.dns_servers, interface.dns_search)
         for network in _routes_to_add(state):
             self._add_route(network)
         hooks.run_hooks("PostUp", interface.post_up, self.ifname, self.quick.path)
