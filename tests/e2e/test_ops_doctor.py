@@ -1,0 +1,237 @@
+"""`wgpy doctor` in a namespace against deliberately broken setups, one per check: each breaks
+one thing of a healthy wireguard-go server (its config file, its live peers, the namespace's
+routes, sysctls or nftables) and asserts doctor reports that check with the right status and
+fix. The healthy baseline has no failure.
+
+    up (192.0.2.254) --veth-- srv (192.0.2.1/24, default via .254; wg 10.9.0.1/24, UDP 51820)
+
+`stale-handshake` needs a handshake older than 180 s, too slow for this suite: it is covered by
+tests/unit/test_ops_doctor.py::test_stale_handshake only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from netns import Netns, Topology
+from opslib import ops, start_server, write_conf
+
+from wgpy import keys
+
+NETNS_PREFIX = "wgo"
+
+
+@dataclass
+class Server:
+    topo: Topology
+    ns: Netns
+    ifname: str
+    config: Path
+    private_key: str
+    uplink: str
+
+    def append(self, text: str) -> None:
+        with self.config.open("a") as handle:
+            handle.write(text)
+
+    def wg_set(self, *args: str) -> None:
+        self.topo.wg(self.ns, "set", self.ifname, *args)
+
+
+def build(topo: Topology) -> Server:
+    server, upstream = topo.netns("srv"), topo.netns("up")
+    uplink, _ = topo.veth(server, upstream, ["192.0.2.1/24"], ["192.0.2.254/24"])
+    server.run(["ip", "route", "add", "default", "via", "192.0.2.254"])
+    private, _ = topo.genkey()
+    phone = topo.genkey()[1]
+    text = (
+        "[Interface]\n"
+        f"PrivateKey = {private}\n"
+        "ListenPort = 51820\n"
+        "Address = 10.9.0.1/24\n"
+        "MTU = 1420\n"
+        "\n[Peer]\n# friendly_name = phone\n"
+        f"PublicKey = {phone}\n"
+        f"PresharedKey = {topo.genpsk()}\n"
+        "AllowedIPs = 10.9.0.2/32\n"
+    )
+    ifname = topo.ifname("d")
+    config = start_server(topo, server, "wireguard-go", ifname, text)
+    return Server(topo, server, ifname, config, private, uplink)
+
+
+def doctor(server: Server, *extra: str | Path) -> tuple[int, list[dict[str, str]]]:
+    args = list(extra) or [server.ifname, "--config", server.config]
+    result = ops(server.ns, "doctor", *args, "--json")
+    document = json.loads(result.stdout)
+    assert document["ok"] == (result.returncode == 0), result.stdout
+    findings = [f for report in document["reports"] for f in report["findings"]]
+    return result.returncode, findings
+
+
+def new_key() -> str:
+    return keys.key_to_base64(keys.public_key(keys.generate_private_key()))
+
+
+# -- the breakages --------------------------------------------------------------------------------
+
+
+def world_readable(s: Server) -> None:
+    s.config.chmod(0o644)
+
+
+def own_key_as_peer(s: Server) -> None:
+    own = keys.key_to_base64(keys.public_key(keys.key_from_base64(s.private_key)))
+    s.append(f"\n[Peer]\n# friendly_name = myself\nPublicKey = {own}\nAllowedIPs = 10.9.0.9/32\n")
+
+
+def private_key_pasted(s: Server) -> None:
+    s.append(f"\n[Peer]\n# friendly_name = pasted\nPublicKey = {s.private_key}\n"
+             "AllowedIPs = 10.9.0.9/32\n")
+
+
+def duplicate_allowed_ips(s: Server) -> None:
+    s.append(f"\n[Peer]\n# friendly_name = tablet\nPublicKey = {new_key()}\n"
+             "AllowedIPs = 10.9.0.2/32\n")
+
+
+def lan_route_overlap(s: Server) -> None:
+    lan, _ = s.topo.veth(s.ns, s.topo.netns("lan"), ["192.168.77.1/24"], ["192.168.77.2/24"])
+    key = new_key()
+    s.wg_set("peer", key, "allowed-ips", "10.9.0.5/32,192.168.77.0/24")
+    s.append(f"\n[Peer]\n# friendly_name = office\nPublicKey = {key}\n"
+             "AllowedIPs = 10.9.0.5/32, 192.168.77.0/24\n")
+
+
+def endpoint_in_allowed_ips(s: Server) -> None:
+    key = new_key()
+    s.wg_set("peer", key, "endpoint", "203.0.113.9:51820", "allowed-ips", "203.0.113.0/24")
+    s.append(f"\n[Peer]\n# friendly_name = site\nPublicKey = {key}\nEndpoint = 203.0.113.9:51820\n"
+             "AllowedIPs = 203.0.113.0/24\n")
+
+
+def forwarding_peer_without_ip_forward(s: Server) -> None:
+    key = new_key()
+    s.wg_set("peer", key, "allowed-ips", "10.9.0.6/32,192.168.60.0/24")
+    s.append(f"\n[Peer]\n# friendly_name = branch\nPublicKey = {key}\n"
+             "AllowedIPs = 10.9.0.6/32, 192.168.60.0/24\n")
+
+
+def forwarding_server_without_masquerade(s: Server) -> None:
+    s.ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+
+
+def input_policy_drop(s: Server) -> None:
+    s.ns.run(["nft", "add table inet wgofilter; "
+              "add chain inet wgofilter input { type filter hook input priority 0; policy drop; }; "
+              "add rule inet wgofilter input tcp dport 22 accept"])
+
+
+def peer_without_psk(s: Server) -> None:
+    key = new_key()
+    s.wg_set("peer", key, "allowed-ips", "10.9.0.7/32")
+    s.append(f"\n[Peer]\n# friendly_name = nopsk\nPublicKey = {key}\nAllowedIPs = 10.9.0.7/32\n")
+
+
+def mtu_too_big(s: Server) -> None:
+    s.config.write_text(s.config.read_text().replace("MTU = 1420", "MTU = 1500"))
+
+
+def unparsable(s: Server) -> None:
+    s.append("AllowedIPs = 10.9.0.300/32\n")
+
+
+@dataclass
+class Case:
+    check: str
+    status: str
+    breakage: Callable[[Server], None]
+    message: str
+    fix: str = ""
+
+
+CASES = [
+    Case("file-mode", "fail", world_readable, "is 0644", "chmod 600 "),
+    Case("own-key-as-peer", "fail", own_key_as_peer, "myself (", "remove that [Peer]"),
+    Case("private-key-as-public", "fail", private_key_pasted, "PRIVATE key", "wg genkey"),
+    Case("allowed-ips-overlap", "fail", duplicate_allowed_ips,
+         "10.9.0.2/32 is in the AllowedIPs of both phone (", "keep 10.9.0.2/32 on one peer"),
+    Case("route-overlap", "warn", lan_route_overlap, "192.168.77.0/24 of office (",
+         "192.168.77.0/25 + 192.168.77.128/25"),
+    Case("endpoint-in-allowed-ips", "fail", endpoint_in_allowed_ips,
+         "endpoint 203.0.113.9 is inside its AllowedIPs 203.0.113.0/24",
+         "replace 203.0.113.0/24 by 203.0.113.0/29, 203.0.113.8/32, 203.0.113.10/31"),
+    Case("ip-forwarding", "fail", forwarding_peer_without_ip_forward,
+         "192.168.60.0/24 via branch (", "sysctl -w net.ipv4.ip_forward=1"),
+    Case("masquerade", "fail", forwarding_server_without_masquerade,
+         "no MASQUERADE/SNAT rule", "iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o UPLINK"),
+    Case("firewall-port", "fail", input_policy_drop, "drops UDP 51820",
+         "udp dport 51820 accept"),
+    Case("preshared-key", "warn", peer_without_psk, "nopsk (", "wg genpsk"),
+    Case("mtu", "warn", mtu_too_big, "exceeds", "set MTU = 1420"),
+    Case("config", "fail", unparsable, ".conf:12: AllowedIPs: Unable to parse IP address", ""),
+]
+
+
+def _matching(findings: list[dict[str, str]], check: str, status: str) -> list[dict[str, str]]:
+    return [f for f in findings if f["check"] == check and f["status"] == status]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.check for c in CASES])
+def test_doctor_finds(topo: Topology, case: Case) -> None:
+    server = build(topo)
+    status, findings = doctor(server)
+    assert status == 0, findings
+    # the healthy baseline's only warning: phone has not connected yet
+    assert [f["check"] for f in findings if f["status"] == "warn"] == ["never-handshaked"]
+
+    case.breakage(server)
+    status, findings = doctor(server)
+    matching = _matching(findings, case.check, case.status)
+    assert matching, json.dumps(findings, indent=1)
+    fix = case.fix.replace("UPLINK", server.uplink)
+    assert any(case.message in f["message"] and fix in f["fix"] for f in matching), matching
+    if case.status == "fail":
+        assert status == 1
+    else:  # a warning alone does not fail doctor (the overlap also makes a forwarding peer)
+        assert not _matching(findings, case.check, "fail")
+
+
+def test_doctor_masquerade_and_firewall_fixed(topo: Topology) -> None:
+    """The fixes doctor suggests make its findings go away."""
+    server = build(topo)
+    forwarding_server_without_masquerade(server)
+    input_policy_drop(server)
+    assert doctor(server)[0] == 1
+    server.ns.run(["nft", "add table ip wgonat; "
+                   "add chain ip wgonat post { type nat hook postrouting priority 100; }; "
+                   f"add rule ip wgonat post oifname {server.uplink} masquerade"])
+    server.ns.run(["nft", "add rule inet wgofilter input udp dport 51820 accept"])
+    status, findings = doctor(server)
+    assert status == 0, findings
+    assert _matching(findings, "masquerade", "ok") and _matching(findings, "firewall-port", "ok")
+
+
+def test_doctor_peer_without_endpoint_never_handshaking(topo: Topology) -> None:
+    server = build(topo)
+    _, findings = doctor(server)
+    (finding,) = _matching(findings, "never-handshaked", "warn")
+    assert "phone (" in finding["message"] and "no endpoint" in finding["message"]
+    assert "PersistentKeepalive = 25 on its side" in finding["fix"]
+
+
+def test_doctor_full_tunnel_client_without_dns(topo: Topology) -> None:
+    ns = topo.netns("cli")
+    client = write_conf(topo, topo.ifname("c"), (
+        f"[Interface]\nPrivateKey = {topo.genkey()[0]}\nAddress = 10.9.0.2/32\n\n"
+        f"[Peer]\nPublicKey = {new_key()}\nPresharedKey = {topo.genpsk()}\n"
+        "AllowedIPs = 0.0.0.0/0, ::/0\nEndpoint = 192.0.2.1:51820\n"))
+    status, findings = doctor(Server(topo, ns, "", client, "", ""), "--config", client)
+    (finding,) = _matching(findings, "dns-leak", "warn")
+    assert "full tunnel without DNS" in finding["message"] and "DNS = " in finding["fix"]
+    assert _matching(findings, "interface", "warn")  # named after the file, not running
+    assert status == 0
