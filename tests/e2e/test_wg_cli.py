@@ -13,31 +13,28 @@ running tests. The helpers here (Runner, assert_same) are shared with test_wg_cl
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-
 import errno
 import ipaddress
+import os
 import pty
 import select
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from netns import Topology
 
 from wgpy.control.model import DeviceState, PeerState
 from wgpy.control.uapi import format_get
 from wgpy.keys import generate_private_key, key_from_base64, key_to_base64, public_key
-
-from netns import Topology
 
 NETNS_PREFIX = "wgc"
 pytestmark = pytest.mark.e2e
@@ -99,7 +96,7 @@ class Runner:
         process = subprocess.run(
             self.argv(tool, args, netns or self.netns, run_dir), input=input,
             capture_output=True,
-            env=full_env, timeout=timeout,
+            env=full_env, timeout=timeout, check=False,
         )
         return Result(process.stdout, process.stderr, process.returncode)
 

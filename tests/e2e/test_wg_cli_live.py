@@ -76,8 +76,8 @@ class WriteCase:
 def write_cases(files: dict[str, Path]) -> list[WriteCase]:
     f = {name: str(path) for name, path in files.items()}
     p1, p2, p3 = files["peers"].read_text().split()
-    ok = lambda *a: WriteCase(list(a), True)  # noqa: E731
-    bad = lambda *a: WriteCase(list(a), False)  # noqa: E731
+    ok = lambda *a: WriteCase(list(a), True)
+    bad = lambda *a: WriteCase(list(a), False)
     return [
         ok("set", "IF", "listen-port", "51999", "fwmark", "0x42", "private-key", f["key2"]),
         ok("set", "IF", "fwmark", "off", "listen-port", "51998"),  # (0 would pick a random port)

@@ -178,7 +178,7 @@ def test_kernel_errors_like_wg(tmp_path: Path) -> None:
 
 
 def test_kernel_interface_listing(tmp_path: Path) -> None:
-    links = lambda: [("lo", None), ("wg0", "wireguard"), ("eth0", "veth"), ("wg1", "wireguard")]  # noqa: E731
+    links = lambda: [("lo", None), ("wg0", "wireguard"), ("eth0", "veth"), ("wg1", "wireguard")]
     assert KernelClient(links=links, module_dir=tmp_path).list_interfaces() == ["wg0", "wg1"]
     # no module: no netlink dump at all
     def fail() -> list:

@@ -192,8 +192,8 @@ def dump(name: str | None, state: DeviceState) -> str:
     prefix = f"{name}\t" if name is not None else ""
     fwmark = f"0x{state.fwmark:x}" if state.fwmark else "off"
     lines = [
-        f"{prefix}{_maybe_key(state.private_key)}\t{_maybe_key(device_public_key(state))}\t"
-        f"{state.listen_port}\t{fwmark}\n"
+        (f"{prefix}{_maybe_key(state.private_key)}\t{_maybe_key(device_public_key(state))}\t"
+         f"{state.listen_port}\t{fwmark}\n")
     ]
     for peer in state.peers:
         allowed = ",".join(f"{ip}/{cidr}" for ip, cidr in map(format_allowed_ip, peer.allowed_ips))
@@ -227,8 +227,8 @@ def field(name: str | None, state: DeviceState, param: str) -> str | None:
             f"{ip}/{cidr}" for ip, cidr in map(format_allowed_ip, p.allowed_ips)) or "(none)",
         "latest-handshakes": lambda p: str(p.last_handshake_sec),
         "transfer": lambda p: f"{p.rx_bytes}\t{p.tx_bytes}",
-        "persistent-keepalive": lambda p: str(p.persistent_keepalive)
-        if p.persistent_keepalive else "off",
+        "persistent-keepalive": lambda p: (
+            str(p.persistent_keepalive) if p.persistent_keepalive else "off"),
         "preshared-keys": _psk,
     }
     if param in per_peer:

@@ -23,9 +23,9 @@ from wgpy.cli.wg_set import (
     request_from_config,
     sync_request,
 )
+from wgpy.conf import values
 from wgpy.control.client import DeviceControl
 from wgpy.control.model import DeviceState
-from wgpy.conf import values
 
 WG_TOOLS_VERSION = "1.0.20210914"
 IFNAMSIZ = 16
@@ -202,7 +202,7 @@ def cmd_show(argv: Sequence[str]) -> int:
             return 1
         io.out(text)
         return 0
-    io.out(fmt.pretty(args[1], state, show_options()))
+    io.out(fmt.pretty(truncate_ifname(args[1]), state, show_options()))
     return 0
 
 

@@ -10,8 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from wgpy.conf import ConfigError, parse_config
-from wgpy.conf import values
+from wgpy.conf import ConfigError, parse_config, values
 from wgpy.conf.parser import Config
 from wgpy.control.model import DeviceState, PeerSet, SetRequest
 
@@ -35,7 +34,7 @@ def read_key_file(path: str) -> bytes:
     """wg's parse_keyfile: 44 base64 characters then only whitespace; an empty file (or
     /dev/null) means the all-zero key, i.e. "remove the key"."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 -- closed below; open errors differ from read
     except IsADirectoryError:
         raise UsageProblem("Invalid length key in key file\n") from None  # fopen works, fread not
     except OSError as err:

@@ -234,9 +234,8 @@ def resolve_endpoint(
             timeout_us = min(20_000_000, timeout_us * 6 // 5)
     family, _, _, _, sockaddr = resolved[0]
     if family == socket.AF_INET:
-        return (sockaddr[0], int(sockaddr[1]))
+        return (str(sockaddr[0]), int(sockaddr[1]))
     if family == socket.AF_INET6:
-        # getaddrinfo gives (host, port, flowinfo, scope_id); keep a scope as "%scope" text.
-        address = sockaddr[0]
-        return (address, int(sockaddr[1]))
+        # getaddrinfo gives (host, port, flowinfo, scope_id); a scope stays in host as "%ifname".
+        return (str(sockaddr[0]), int(sockaddr[1]))
     raise ValueError(f"Neither IPv4 nor IPv6 address found: `{value}'")

@@ -84,10 +84,10 @@ def _render_section(
     source_comments = _comment_texts(source)
     has_header = any(line.key is None and line.text.strip().startswith("[") for line in source)
     if not source or not has_header or source_comments != comments:
-        lines = list(comments) + [header]
+        canonical = [*comments, header]
         for key in order:
-            lines.extend(key_lines(key))
-        return lines
+            canonical.extend(key_lines(key))
+        return canonical
 
     lines: list[str] = []
     written: set[str] = set()
@@ -129,6 +129,7 @@ def format_config(config: Config) -> str:
     # Sections keep the order of the file; new ones (no source lines) go after, as given.
     unplaced = 1 << 62
     sections.sort(key=lambda s: s.source[0].number if s.source else unplaced)
+    order: tuple[str, ...]
     for section in sections:
         if isinstance(section, InterfaceSection):
             snapshot = interface_snapshot(section)

@@ -160,8 +160,10 @@ def set_request_to_calls(
     if device or not request.peers:
         calls.append(device)
     if request.replace_peers and current is not None:
-        for peer in current.peers:
-            calls.append({"peer": {"public_key": key_to_base64(peer.public_key), "remove": True}})
+        for running in current.peers:
+            calls.append(
+                {"peer": {"public_key": key_to_base64(running.public_key), "remove": True}}
+            )
     for peer in request.peers:
         calls.append({"peer": peer_to_pyroute2(peer)})
     return calls
@@ -184,7 +186,7 @@ class KernelClient:
     def _open(self) -> Any:
         try:
             return self.factory()
-        except Exception as err:  # pyroute2 NetlinkError, or the family lookup failing
+        except Exception as err:  # noqa: BLE001 -- pyroute2's NetlinkError, family lookup
             code = getattr(err, "code", None)
             if code == errno.ENOENT or code is None:
                 raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT)) from None
@@ -196,7 +198,7 @@ class KernelClient:
             return device_state_from_messages(wireguard.info(ifname))
         except OSError:
             raise
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 -- pyroute2's NetlinkError (lazily imported)
             raise _netlink_oserror(err) from None
         finally:
             _close(wireguard)
@@ -211,7 +213,7 @@ class KernelClient:
                 wireguard.set(ifname, **call)
         except OSError:
             raise
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 -- pyroute2's NetlinkError (lazily imported)
             raise _netlink_oserror(err) from None
         finally:
             _close(wireguard)
