@@ -100,7 +100,7 @@ def duplicate_allowed_ips(s: Server) -> None:
 
 
 def lan_route_overlap(s: Server) -> None:
-    lan, _ = s.topo.veth(s.ns, s.topo.netns("lan"), ["192.168.77.1/24"], ["192.168.77.2/24"])
+    _lan, _ = s.topo.veth(s.ns, s.topo.netns("lan"), ["192.168.77.1/24"], ["192.168.77.2/24"])
     key = new_key()
     s.wg_set("peer", key, "allowed-ips", "10.9.0.5/32,192.168.77.0/24")
     s.append(f"\n[Peer]\n# friendly_name = office\nPublicKey = {key}\n"
@@ -126,9 +126,9 @@ def forwarding_server_without_masquerade(s: Server) -> None:
 
 
 def input_policy_drop(s: Server) -> None:
-    s.ns.run(["nft", "add table inet wgofilter; "
+    s.ns.run(["nft", ("add table inet wgofilter; "
               "add chain inet wgofilter input { type filter hook input priority 0; policy drop; }; "
-              "add rule inet wgofilter input tcp dport 22 accept"])
+              "add rule inet wgofilter input tcp dport 22 accept")])
 
 
 def peer_without_psk(s: Server) -> None:
@@ -207,9 +207,9 @@ def test_doctor_masquerade_and_firewall_fixed(topo: Topology) -> None:
     forwarding_server_without_masquerade(server)
     input_policy_drop(server)
     assert doctor(server)[0] == 1
-    server.ns.run(["nft", "add table ip wgonat; "
+    server.ns.run(["nft", ("add table ip wgonat; "
                    "add chain ip wgonat post { type nat hook postrouting priority 100; }; "
-                   f"add rule ip wgonat post oifname {server.uplink} masquerade"])
+                   f"add rule ip wgonat post oifname {server.uplink} masquerade")])
     server.ns.run(["nft", "add rule inet wgofilter input udp dport 51820 accept"])
     status, findings = doctor(server)
     assert status == 0, findings
