@@ -116,17 +116,18 @@ def build_subject(ifname: str | None, config: Config | None, config_path: str | 
                 host = split_endpoint(peer.endpoint)[0]
             except ValueError:
                 host = None
-        view = PeerView(peer.public_key, peer_name(peer), list(peer.allowed_ips), host,
-                        peer.preshared_key is not None and any(peer.preshared_key),
-                        peer.persistent_keepalive or 0, in_config=True)
-        by_key.setdefault(peer.public_key, view)
-        subject.peers.append(view)
+        configured = PeerView(peer.public_key, peer_name(peer), list(peer.allowed_ips), host,
+                              peer.preshared_key is not None and any(peer.preshared_key),
+                              peer.persistent_keepalive or 0, in_config=True)
+        by_key.setdefault(peer.public_key, configured)
+        subject.peers.append(configured)
     for state in live.peers if live is not None else []:
-        view = by_key.get(state.public_key)
-        if view is None:
-            view = PeerView(state.public_key, None, list(state.allowed_ips))
-            subject.peers.append(view)
-            by_key[state.public_key] = view
+        known = by_key.get(state.public_key)
+        if known is None:
+            known = PeerView(state.public_key, None, list(state.allowed_ips))
+            subject.peers.append(known)
+            by_key[state.public_key] = known
+        view = known
         view.live = state
         view.preshared_key = view.preshared_key or any(state.preshared_key)
         view.keepalive = view.keepalive or state.persistent_keepalive

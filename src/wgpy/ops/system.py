@@ -59,7 +59,7 @@ def _as_flag(text: str | None) -> bool | None:
 
 def read_routes() -> tuple[list[Route], dict[str, int]]:
     """Main-table unicast routes of this namespace and every link's MTU."""
-    from pyroute2 import IPRoute
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
     routes: list[Route] = []
     mtus: dict[str, int] = {}
