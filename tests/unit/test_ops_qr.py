@@ -1,9 +1,9 @@
 """QR codes of client configs: what `--qr` prints and `--qr-png` writes, read back.
 
-No QR decoder library is a project dependency, so the modules read back from the terminal
-text and from the PNG are compared with the module matrix segno encodes for the expected
-config text (an independent encode of the text we meant to show). A mismatch in content,
-error level, mask or rendering changes the matrix.
+The modules read back from the terminal text and from the PNG are decoded to text with the
+small decoder in qr_decode.py (no QR decoder library is a project dependency) and compared with
+the client config; they are also compared with the matrix segno encodes for that text. The
+decoder itself is checked on every mask and error level, one- and multi-block versions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 import segno
+from qr_decode import QRDecodeError, decode, strip_border
 
 from wgpy.ops import commands, qr
 
@@ -93,9 +95,23 @@ def png_modules(path: Path, scale: int) -> list[list[bool]]:
             for row in pixels[scale // 2::scale]]
 
 
-def test_terminal_rendering_reads_back_as_the_configs_matrix() -> None:
+def test_decoder_reads_every_mask_level_and_size() -> None:
+    for text in ("wgpy", CLIENT * 2):  # version 1; a multi-block version with 16-bit counts
+        for level in "LMQH":
+            for mask in range(8):
+                code = segno.make(text, error=level, mask=mask, micro=False, boost_error=False)
+                matrix = [[bool(m) for m in row] for row in code.matrix_iter(border=0)]
+                assert decode(matrix) == text, (level, mask, code.version)
+                matrix[-1][-1] ^= True  # the first data module: the mode indicator's bit
+                with pytest.raises(QRDecodeError, match="segment mode 1100"):
+                    decode(matrix)
+
+
+def test_terminal_rendering_decodes_to_the_config() -> None:
     rendering = qr.render_terminal(CLIENT)
     modules = qr.parse_terminal(rendering)
+    size = len(modules[0]) - 2 * qr.QUIET_ZONE
+    assert decode(strip_border(modules, qr.QUIET_ZONE)[:size]) == CLIENT
     expected = expected_matrix(CLIENT, qr.QUIET_ZONE)
     if len(expected) % 2:
         expected.append([False] * len(expected[0]))
@@ -113,11 +129,12 @@ def test_inverted_rendering_swaps_blocks() -> None:
     assert inverted.splitlines()[0] == " " * len(normal.splitlines()[0])
 
 
-def test_png_reads_back_as_the_configs_matrix(tmp_path: Path) -> None:
+def test_png_decodes_to_the_config(tmp_path: Path) -> None:
     path = tmp_path / "phone.png"
     qr.write_png(CLIENT, path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert png_modules(path, qr.PNG_SCALE) == expected_matrix(CLIENT, 4)
+    assert decode(strip_border(png_modules(path, qr.PNG_SCALE), 4)) == CLIENT
 
 
 def test_qr_command_renders_any_config(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
