@@ -10,7 +10,7 @@ command returns, the interface exists and the socket accepts connections; `wg se
 after cannot miss it. The copy's stdio is /dev/null unless LOG_LEVEL asks for logs.
 
 LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. WGPY_UDP_OFFLOAD=0 turns
-off UDP GSO/GRO (on when the kernel has them). Exit status as
+off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them). Exit status as
 wireguard-go: 0 after a clean run or after printing the usage, 1 when setup fails.
 The daemon exits, removing its socket, on SIGTERM/SIGINT, when the interface is deleted and
 when its socket file is deleted.
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(ENV_TUN_FD):
             tun = TunDevice.from_fd(int(os.environ[ENV_TUN_FD]))
         else:
-            tun = TunDevice.create(ifname, DEFAULT_MTU)
+            # IFF_VNET_HDR lets the loop write coalesced TCP super-packets (WGPY_TUN_GRO=0: off)
+            tun_gro = os.environ.get("WGPY_TUN_GRO", "1") != "0"
+            tun = TunDevice.create(ifname, DEFAULT_MTU, vnet_hdr=tun_gro)
         ifname = tun.name
     except (OSError, ValueError) as e:
         log.error("Failed to create TUN device: %s", e)

@@ -39,6 +39,7 @@ class TunLike(Protocol):
     def fileno(self) -> int: ...
     def read_packet(self) -> bytes | None: ...
     def write_packet(self, packet: bytes) -> None: ...
+    def write_batch(self, packets: list[bytes]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -194,10 +195,8 @@ class DeviceLoop:
         if device.to_tun:
             packets = device.to_tun
             device.to_tun = []
-            write = self.tun.write_packet
             try:
-                for packet in packets:
-                    write(packet)
+                self.tun.write_batch(packets)  # may coalesce TCP segments (tun_gro.py)
             except LinkGone:
                 self.stop("link deleted")
 

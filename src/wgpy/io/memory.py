@@ -90,6 +90,10 @@ class MemoryTun:
             raise LinkGone(self.name)
         self.written.append(bytes(packet))
 
+    def write_batch(self, packets: list[bytes]) -> None:
+        for packet in packets:
+            self.write_packet(packet)
+
     def take_written(self) -> list[bytes]:
         out, self.written = self.written, []
         return out

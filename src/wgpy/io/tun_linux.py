@@ -18,6 +18,8 @@ import os
 import socket
 import struct
 
+from wgpy.io.tun_gro import coalesce
+
 # linux/if_tun.h
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2
@@ -174,6 +176,27 @@ class TunDevice:
                 raise LinkGone(self.name) from None
             if e.errno != errno.EINVAL:  # EINVAL: a packet the kernel refuses; dropped
                 raise
+
+    def write_batch(self, packets: list[bytes]) -> None:
+        """Write packets in order; with vnet_hdr, TCP segments of a flow go as one
+        coalesced super-packet (see tun_gro.py)."""
+        if not self.vnet_hdr:
+            write = self.write_packet
+            for packet in packets:
+                write(packet)
+            return
+        fd = self.fd
+        writev = os.writev
+        for iovec in coalesce(packets) if len(packets) > 1 else ((_ZERO_VNET_HDR, packets[0]),):
+            try:
+                writev(fd, iovec)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                if e.errno in _LINK_GONE_ERRNOS:
+                    raise LinkGone(self.name) from None
+                if e.errno != errno.EINVAL:
+                    raise
 
     def close(self) -> None:
         if not self.closed:

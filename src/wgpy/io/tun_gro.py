@@ -1,0 +1,150 @@
+"""GRO for the TUN: coalesce consecutive TCP segments of a flow into one super-packet.
+
+Writing a packet into a TUN costs a syscall plus a trip through the kernel's receive path per
+packet; for a TCP stream that is most of the receiving side's time. With IFF_VNET_HDR the
+kernel accepts one large TCP packet plus a `virtio_net_hdr` saying "GSO TCP, segment size N,
+checksum partial", and hands it to TCP as one skb, as NIC GRO would. wireguard-go (tun/
+offload_linux.go) does the same; the rules here are the conservative subset:
+
+- IPv4 without options and not fragmented, or IPv6 with TCP as the first next header.
+- Flags ACK or ACK|PSH only (no SYN/FIN/RST/URG/ECE/CWR), a non-empty payload.
+- Same addresses, ports, TOS/traffic class, TTL/hop limit, DF, ACK number, window, and
+  byte-identical TCP options (timestamps included) as the first segment of the group.
+- Sequence numbers contiguous; every segment as long as the first except the last, which may
+  be shorter; a shorter segment or PSH ends the group; at most 64 KB in all.
+
+Anything else is written as it came, and a packet that is not a candidate ends every open
+group, so the order of packets within a flow never changes. The super-packet's checksum field
+holds the pseudo-header sum (CHECKSUM_PARTIAL, as a NIC expects it); the kernel treats a
+partial checksum on receive as verified, and each segment was authenticated by WireGuard.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VNET_HDR_F_NEEDS_CSUM = 1
+VNET_HDR_GSO_TCPV4 = 1
+VNET_HDR_GSO_TCPV6 = 4
+MAX_SUPER_PACKET = 65535
+_TCP_ACK = 0x10
+_TCP_PSH = 0x08
+
+_vnet_hdr = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+_ipv4_words = struct.Struct("!10H")
+_ZERO_VNET_HDR = bytes(10)
+
+# A write: the iovec list for os.writev, starting with the vnet header.
+Write = list
+
+
+class _Group:
+    __slots__ = ("key", "packets", "header_len", "segment", "payload", "next_seq", "open", "v6")
+
+    def __init__(self, key: bytes, packet: bytes, header_len: int, payload: int, seq: int,
+                 v6: bool, open_: bool) -> None:
+        self.key = key
+        self.packets = [packet]
+        self.header_len = header_len
+        self.segment = payload
+        self.payload = payload
+        self.next_seq = (seq + payload) & 0xFFFFFFFF
+        self.open = open_
+        self.v6 = v6
+
+
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def coalesce(packets: list[bytes]) -> list[Write]:
+    """Group `packets` into writev iovec lists (vnet header first), keeping flow order."""
+    out: list = []  # _Group or a single packet
+    groups: dict[bytes, _Group] = {}
+    for packet in packets:
+        size = len(packet)
+        first = packet[0] if size else 0
+        if first == 0x45 and size > 40 and packet[9] == 6 and packet[6] & 0x3F == 0 \
+                and packet[7] == 0:
+            doff = (packet[32] >> 4) << 2
+            header_len = 20 + doff
+            flags = packet[33]
+            key = packet[0:2] + packet[6:10] + packet[12:24] + packet[28:33] \
+                + packet[34:36] + packet[38:header_len]
+            seq_at = 24
+            v6 = False
+        elif first >> 4 == 6 and size > 60 and packet[6] == 6:
+            doff = (packet[52] >> 4) << 2
+            header_len = 40 + doff
+            flags = packet[53]
+            key = packet[0:4] + packet[6:44] + packet[48:53] + packet[54:56] \
+                + packet[58:header_len]
+            seq_at = 44
+            v6 = True
+        else:
+            groups.clear()
+            out.append(packet)
+            continue
+        payload = size - header_len
+        if doff < 20 or payload <= 0 or flags & ~_TCP_PSH != _TCP_ACK:
+            groups.clear()
+            out.append(packet)
+            continue
+        seq = int.from_bytes(packet[seq_at : seq_at + 4], "big")
+        push = flags & _TCP_PSH
+        group = groups.get(key)
+        if (
+            group is not None
+            and group.open
+            and seq == group.next_seq
+            and payload <= group.segment
+            and header_len + group.payload + payload <= MAX_SUPER_PACKET
+        ):
+            group.packets.append(packet)
+            group.payload += payload
+            group.next_seq = (seq + payload) & 0xFFFFFFFF
+            if payload < group.segment or push:
+                group.open = False
+            continue
+        group = _Group(key, packet, header_len, payload, seq, v6, not push)
+        groups[key] = group
+        out.append(group)
+    return [_write_for(item) for item in out]
+
+
+def _write_for(item: _Group | bytes) -> Write:
+    if item.__class__ is not _Group:
+        return [_ZERO_VNET_HDR, item]
+    group: _Group = item  # type: ignore[assignment]
+    packets = group.packets
+    if len(packets) == 1:
+        return [_ZERO_VNET_HDR, packets[0]]
+    header_len = group.header_len
+    header = bytearray(packets[0][:header_len])
+    last_flags = packets[-1][53 if group.v6 else 33]
+    if group.v6:
+        tcp_len = header_len - 40 + group.payload
+        header[4:6] = tcp_len.to_bytes(2, "big")
+        header[53] |= last_flags & _TCP_PSH
+        pseudo = sum(struct.unpack_from("!16H", header, 8)) + 6 + tcp_len
+        csum_start = 40
+        gso_type = VNET_HDR_GSO_TCPV6
+    else:
+        total = header_len + group.payload
+        header[2:4] = total.to_bytes(2, "big")
+        header[10:12] = b"\0\0"
+        header[10:12] = (~_fold(sum(_ipv4_words.unpack_from(header))) & 0xFFFF).to_bytes(2, "big")
+        header[33] |= last_flags & _TCP_PSH
+        tcp_len = total - 20
+        pseudo = sum(struct.unpack_from("!4H", header, 12)) + 6 + tcp_len
+        csum_start = 20
+        gso_type = VNET_HDR_GSO_TCPV4
+    header[csum_start + 16 : csum_start + 18] = _fold(pseudo).to_bytes(2, "big")
+    vnet = _vnet_hdr.pack(VNET_HDR_F_NEEDS_CSUM, gso_type, header_len, group.segment,
+                          csum_start, 16)
+    write: Write = [vnet, header]
+    for packet in packets:
+        write.append(memoryview(packet)[header_len:])
+    return write

@@ -1,0 +1,191 @@
+"""tun_gro.coalesce: which TCP segments become one super-packet, and that the kernel takes it.
+
+The last test hand-drives a TCP connection through a real TUN (vnet header on) in a private
+network namespace: the kernel's listener must receive the bytes of a coalesced write intact.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from wgpy.io import tun_gro
+from wgpy.io.tun_gro import coalesce
+
+ACK, PSH, SYN, FIN = 0x10, 0x08, 0x02, 0x01
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp4(payload: bytes, seq: int, flags: int = ACK, src: str = "10.7.0.2", dst: str = "10.7.0.1",
+         sport: int = 1234, dport: int = 5000, ack: int = 1, options: bytes = b"") -> bytes:
+    src_b, dst_b = socket.inet_aton(src), socket.inet_aton(dst)
+    doff = (20 + len(options)) // 4
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, doff << 4, flags, 65000, 0, 0)
+    tcp += options
+    pseudo = src_b + dst_b + struct.pack("!BBH", 0, 6, len(tcp) + len(payload))
+    csum = checksum(pseudo + tcp + payload)
+    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 1, 0x4000, 64, 6,
+                     0, src_b, dst_b)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return ip + tcp + payload
+
+
+def tcp6(payload: bytes, seq: int, flags: int = ACK) -> bytes:
+    src_b = socket.inet_pton(socket.AF_INET6, "fd07::2")
+    dst_b = socket.inet_pton(socket.AF_INET6, "fd07::1")
+    tcp = struct.pack("!HHIIBBHHH", 1234, 5000, seq, 1, 5 << 4, flags, 65000, 0, 0)
+    pseudo = src_b + dst_b + struct.pack("!I3xB", len(tcp) + len(payload), 6)
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + len(payload), 6, 64, src_b, dst_b)
+    return ip + tcp + payload
+
+
+def joined(write: list) -> bytes:
+    return b"".join(bytes(part) for part in write[1:])
+
+
+def vnet(write: list) -> tuple:
+    return struct.unpack("<BBHHHH", write[0])
+
+
+def test_a_run_of_segments_becomes_one_valid_super_packet() -> None:
+    payloads = [bytes([i]) * 1000 for i in range(9)] + [b"z" * 300]
+    seq = 1_000_000
+    packets = []
+    for i, payload in enumerate(payloads):
+        flags = ACK | PSH if i == len(payloads) - 1 else ACK
+        packets.append(tcp4(payload, seq, flags))
+        seq += len(payload)
+    (write,) = coalesce(packets)
+    flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = vnet(write)
+    assert (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) == (
+        tun_gro.VNET_HDR_F_NEEDS_CSUM, tun_gro.VNET_HDR_GSO_TCPV4, 40, 1000, 20, 16)
+    packet = joined(write)
+    assert packet[40:] == b"".join(payloads)
+    assert struct.unpack("!H", packet[2:4])[0] == len(packet)
+    assert checksum(packet[:20]) == 0  # IPv4 header checksum valid
+    assert packet[33] == ACK | PSH  # the last segment's PSH carried over
+    # the TCP checksum field holds the pseudo-header sum: completing it over the segment gives
+    # the checksum of the whole super-packet computed the ordinary way
+    tcp_length = len(packet) - 20
+    partial = struct.unpack("!H", packet[36:38])[0]
+    pseudo = packet[12:20] + struct.pack("!BBH", 0, 6, tcp_length)
+    unfolded = checksum(pseudo)
+    assert partial == ~unfolded & 0xFFFF
+    final = checksum(packet[20:])  # what the kernel stores at csum_start + csum_offset
+    zeroed = packet[20:36] + b"\0\0" + packet[38:]
+    assert final == checksum(pseudo + zeroed)
+
+
+def test_ipv6_run() -> None:
+    packets = [tcp6(b"x" * 1200, 5 + 1200 * i) for i in range(5)]
+    (write,) = coalesce(packets)
+    _, gso_type, hdr_len, gso_size, csum_start, _ = vnet(write)
+    assert (gso_type, hdr_len, gso_size, csum_start) == (tun_gro.VNET_HDR_GSO_TCPV6, 60, 1200, 40)
+    packet = joined(write)
+    assert struct.unpack("!H", packet[4:6])[0] == len(packet) - 40
+    assert packet[60:] == b"x" * 6000
+
+
+def test_gap_in_sequence_numbers_splits() -> None:
+    packets = [tcp4(b"a" * 100, 0), tcp4(b"b" * 100, 100), tcp4(b"c" * 100, 300)]
+    writes = coalesce(packets)
+    assert len(writes) == 2
+    assert joined(writes[0])[40:] == b"a" * 100 + b"b" * 100
+    assert writes[1] == [bytes(10), packets[2]]  # a single packet goes with a zero header
+
+
+def test_interleaved_flows_are_grouped_per_flow_in_order_of_first_packet() -> None:
+    a = [tcp4(b"a" * 100, 100 * i, sport=1) for i in range(3)]
+    b = [tcp4(b"b" * 100, 100 * i, sport=2) for i in range(3)]
+    writes = coalesce([a[0], b[0], a[1], b[1], a[2], b[2]])
+    assert [joined(w)[40:] for w in writes] == [b"a" * 300, b"b" * 300]
+
+
+def test_a_non_candidate_ends_open_groups_so_order_is_kept() -> None:
+    udp = bytes([0x45]) + bytes(8) + bytes([17]) + bytes(30)
+    packets = [tcp4(b"a" * 100, 0), udp, tcp4(b"a" * 100, 100)]
+    writes = coalesce(packets)
+    assert [w[1] for w in writes] == packets
+
+
+@pytest.mark.parametrize("flags", [SYN | ACK, FIN | ACK, ACK | 0x04, ACK | 0x40, 0])
+def test_only_plain_ack_segments_coalesce(flags: int) -> None:
+    packets = [tcp4(b"a" * 100, 0), tcp4(b"a" * 100, 100, flags), tcp4(b"a" * 100, 200)]
+    assert len(coalesce(packets)) == 3
+
+
+def test_shorter_segment_psh_options_and_size_limit() -> None:
+    short = [tcp4(b"a" * 100, 0), tcp4(b"a" * 50, 100), tcp4(b"a" * 100, 150)]
+    assert [len(joined(w)) - 40 for w in coalesce(short)] == [150, 100]
+    push = [tcp4(b"a" * 100, 0, ACK | PSH), tcp4(b"a" * 100, 100)]
+    assert len(coalesce(push)) == 2
+    stamps = [tcp4(b"a" * 100, 0, options=b"\x01\x01\x08\x0a" + bytes(8)),
+              tcp4(b"a" * 100, 100, options=b"\x01\x01\x08\x0a" + bytes(7) + b"\x01")]
+    assert len(coalesce(stamps)) == 2  # different timestamps: not the same "header"
+    pure_acks = [tcp4(b"", 0), tcp4(b"", 0)]
+    assert len(coalesce(pure_acks)) == 2
+    big = [tcp4(b"q" * 1400, 1400 * i) for i in range(60)]
+    sizes = [len(joined(w)) for w in coalesce(big)]
+    assert all(size <= 65535 for size in sizes) and sum(sizes) - 40 * len(sizes) == 60 * 1400
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+def test_kernel_accepts_a_coalesced_write_into_a_tcp_connection() -> None:
+    from test_io_kernel import in_new_netns
+
+    from wgpy.io.tun_linux import TunDevice
+
+    def body() -> None:
+        tun = TunDevice.create("wgdgro0", vnet_hdr=True)
+        assert tun.vnet_hdr
+        subprocess.run(["ip", "addr", "add", "10.7.0.1/24", "dev", "wgdgro0"], check=True)
+        subprocess.run(["ip", "link", "set", "wgdgro0", "up"], check=True)
+        listener = socket.socket()
+        listener.bind(("10.7.0.1", 5000))
+        listener.listen()
+        tun.write_packet(tcp4(b"", 1000, SYN, ack=0))
+        for _ in range(50):
+            select.select([tun.fileno()], [], [], 2)
+            reply = tun.read_packet()
+            if reply and reply[9] == 6 and reply[33] & SYN:
+                break
+        else:
+            raise AssertionError("no SYN-ACK")
+        server_seq = struct.unpack("!I", reply[24:28])[0] + 1
+        tun.write_packet(tcp4(b"", 1001, ACK, ack=server_seq))
+        listener.settimeout(2)
+        conn, _ = listener.accept()
+        data = [os.urandom(1000) for _ in range(20)]
+        packets = [tcp4(chunk, 1001 + 1000 * i, ack=server_seq) for i, chunk in enumerate(data)]
+        assert len(coalesce(packets)) == 1
+        tun.write_batch(packets)
+        conn.settimeout(2)
+        received = b""
+        while len(received) < 20000:
+            chunk = conn.recv(65536)
+            assert chunk
+            received += chunk
+        assert received == b"".join(data)
+        conn.close()
+        listener.close()
+        tun.close()
+
+    in_new_netns(body)
