@@ -220,3 +220,18 @@ def test_strip_config_like_wg_quick() -> None:
         "[Interface]\nPrivateKey = " + PRIV + "\n# comment\n[Peer]\nPublicKey = " + PUB
         + "\nDNS = 1.1.1.1\n"
     )
+
+
+def test_write_config_file_is_private_and_atomic(tmp_path) -> None:
+    import stat
+
+    from wgpy.conf import write_config_file
+
+    target = tmp_path / "wg0.conf"
+    target.write_text("old")
+    target.chmod(0o644)
+    text = f"[Interface]\nPrivateKey = {PRIV}\n"
+    write_config_file(target, text)
+    assert target.read_text() == text
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wg0.conf"]

@@ -257,3 +257,23 @@ def test_client_get_set_and_list(socket_dir: Path) -> None:
     finally:
         daemon.close()
         failing.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.sampled_from([f"public_key={H1}", "errno=0", "errno=-5", "listen_port=1", "", "=",
+                     "allowed_ip=10.0.0.0/8", "endpoint=[::1]:1", "rx_bytes=1"]),
+    st.builds(lambda k, v: f"{k}={v}",
+              st.sampled_from(["private_key", "public_key", "allowed_ip", "endpoint", "errno",
+                               "listen_port", "last_handshake_time_sec", "tx_bytes", "y"]),
+              st.text(max_size=70)),
+), max_size=10))
+def test_fuzz_parse_get_only_uapi_errors(lines: list[str]) -> None:
+    try:
+        state = parse_get("\n".join(lines) + "\n\n")
+    except UapiError as err:
+        assert err.errno > 0
+        return
+    if state.private_key is not None and not any(state.private_key):
+        state.private_key = None  # a zero key is "no key": format_get leaves it out
+    assert parse_get(format_get(state)) == state

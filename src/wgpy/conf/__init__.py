@@ -8,7 +8,7 @@ from wgpy.conf.parser import (
     SourceLine,
     parse_config,
 )
-from wgpy.conf.writer import format_config, strip_config
+from wgpy.conf.writer import format_config, strip_config, write_config_file
 
 __all__ = [
     "Config",
@@ -19,4 +19,5 @@ __all__ = [
     "format_config",
     "parse_config",
     "strip_config",
+    "write_config_file",
 ]

@@ -10,6 +10,9 @@ disappear. Sections added by the caller are written in canonical form.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from wgpy.conf.parser import (
     QUICK_INTERFACE_KEYS,
     Config,
@@ -188,3 +191,24 @@ def strip_config(text: str) -> str:
             continue
         kept.append(line + "\n")
     return "".join(kept)
+
+
+def write_config_file(path: str | os.PathLike[str], text: str) -> None:
+    """Write a configuration (it holds a private key) atomically, mode 0600: a temporary file
+    in the same directory, created 0600, flushed to disk, then renamed over `path`."""
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, temporary = tempfile.mkstemp(prefix=".wgpy-", suffix=".conf", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
