@@ -321,3 +321,27 @@ def test_command_writes_out_file_0600_and_reports(tmp_path: Path,
     status = commands.main(["remove-peer", "wg0", "phone", "--config", str(path)])
     assert status == 0
     assert "removed peer 'phone' from the config" in capsys.readouterr().err
+
+
+def test_concurrent_add_peers_get_distinct_addresses(tmp_path: Path) -> None:
+    import threading
+
+    path = write(tmp_path, server_text())
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def one(index: int) -> None:
+        try:
+            result = add_peer(request(path, f"peer{index}"), FakeControl(None))
+            results.append(str(result.addresses[0]))
+        except BaseException as err:  # noqa: BLE001 -- reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(results)) == 6
+    assert len(parse_config(path.read_text()).peers) == 7

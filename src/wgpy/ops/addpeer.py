@@ -241,6 +241,11 @@ def _client_allowed_ips(text: str) -> str:
 
 
 def add_peer(request: AddPeerRequest, control: DeviceControl) -> AddPeerResult:
+    with serverconf.locked(request.config_path):
+        return _add_peer(request, control)
+
+
+def _add_peer(request: AddPeerRequest, control: DeviceControl) -> AddPeerResult:
     try:
         name = serverconf.check_name(request.name)
     except ValueError as err:
@@ -344,6 +349,13 @@ def _as_key(text: str) -> bytes | None:
 
 
 def remove_peer(
+    ifname: str, name_or_key: str, config_path: Path, control: DeviceControl
+) -> RemovePeerResult:
+    with serverconf.locked(config_path):
+        return _remove_peer(ifname, name_or_key, config_path, control)
+
+
+def _remove_peer(
     ifname: str, name_or_key: str, config_path: Path, control: DeviceControl
 ) -> RemovePeerResult:
     server = load_server(config_path)

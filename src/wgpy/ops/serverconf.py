@@ -15,9 +15,12 @@ Two comment conventions (wg and wg-quick ignore comment lines):
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +141,23 @@ def load(path: Path) -> ServerConfig:
 def reparse(server: ServerConfig, new_text: str) -> ServerConfig:
     """The edited config, parsed again; ConfigError if the edit broke it."""
     return ServerConfig(server.path, new_text, parse_config(new_text, path=str(server.path)))
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for editing path: a flock on its directory, since the file
+    itself is replaced by rename (two add-peer runs must not both take the same address)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        yield  # the load that follows reports the missing file
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_private(path: Path, text: str) -> None:
