@@ -366,11 +366,22 @@ def write_files(directory: Path) -> dict[str, Path]:
         "conf-nokey": "[Peer]\nAllowedIPs = 10.0.0.0/8\n",
         "conf-unknown": "[Interface]\nFoo = bar\n",
         "conf-preamble": "ListenPort = 5\n",
+        "conf-crlf": f"[interface]\r\n\tlisten port = 7 # c\r\n[PEER]\r\npublickey={PEER_A}\r\n",
+        "conf-bom": "\ufeff[Interface]\nListenPort = 7\n",
+        "conf-latin1": "[Interface] # caf\udce9\nListenPort = 7\n",
+        "conf-latin1-bad": "[Interface]\nListenPort = caf\udce9\n",
+        "conf-empty-value": "[Interface]\nListenPort =\n",
+        "conf-twopeers-samekey": f"[Peer]\nPublicKey = {PEER_A}\nAllowedIPs = 10.5.0.0/16\n"
+                                 f"[Peer]\nPublicKey = {PEER_A}\nAllowedIPs = 10.6.0.0/16\n",
+        "conf-no-newline": f"[Peer]\nPublicKey = {PEER_A}",
+        "conf-resolve": f"[Peer]\nPublicKey = {PEER_A}\nEndpoint = localhost:51820\n",
+        "conf-unresolvable": f"[Peer]\nPublicKey = {PEER_A}\nEndpoint = x.invalid:1\n"
+                             "AllowedIPs = 10.0.0.1/8\n",
     }
     paths = {}
     for name, content in files.items():
         path = directory / name
-        path.write_text(content)
+        path.write_bytes(content.encode("utf-8", errors="surrogateescape"))
         path.chmod(0o600)
         paths[name] = path
     return paths
@@ -464,6 +475,14 @@ def test_endpoint_resolution_retries_like_wg(runner: Runner) -> None:
     wg, wgpy = runner.both(["set", "wgcnone", "peer", PEER_A, "endpoint", "x.invalid:5"],
                            env={"WG_ENDPOINT_RESOLUTION_RETRIES": "bogus"})
     assert_same(wg, wgpy)
+
+
+def test_no_interfaces(runner: Runner, run_dir: Path) -> None:
+    for args in ([], ["show"], ["show", "all", "dump"], ["show", "all", "bogus"],
+                 ["show", "interfaces"]):
+        wg, wgpy = runner.both(args, run_dir=run_dir)
+        assert_same(wg, wgpy, what=" ".join(args))
+        assert wg.stdout == b""
 
 
 def test_config_errors_name_file_and_line(runner: Runner, tmp_path: Path) -> None:
