@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -346,6 +347,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run `wgpy` with argv (without the program name; default sys.argv[1:])."""
     if argv is None:
         argv = sys.argv[1:]
+        # As a program, die of SIGPIPE/SIGINT the way wg (a C program) does: `wgpy show |
+        # head -1` ends quietly, Ctrl-C during endpoint retries leaves no traceback.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     io.prog = prog or program_name(sys.argv[0] if sys.argv else "wgpy")
     args = list(argv)
     if len(args) == 1 and args[0] in ("-v", "--version", "version"):
@@ -373,15 +378,5 @@ def _wgpy_version() -> str:
         return "0"
 
 
-def run() -> None:
-    try:
-        status = main()
-    except BrokenPipeError:
-        status = 1
-    except KeyboardInterrupt:
-        status = 130
-    sys.exit(status)
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())
