@@ -401,3 +401,36 @@ def test_wg_quick_up_and_down_with_wgpy_daemon(topo: Topology) -> None:
                       and not namespace_pids(a.name), timeout=5,
                       message="wgpy-daemon to exit after wg-quick down")
     assert not a.link_exists(a_if)
+
+
+def test_fwmark_marks_the_tunnel_traffic(topo: Topology) -> None:
+    end_a, end_b = make_pair(topo, ("wgpy", "wgpy"))
+    ns = end_a.ns
+    ns.run(["nft", "-f", "-"], input=textwrap.dedent(f"""\
+        table inet wgdmark {{
+            chain out {{
+                type filter hook output priority 0; policy accept;
+                udp dport {end_b.listen_port} meta mark 0x1234 counter
+            }}
+        }}
+        """))
+
+    def marked_packets() -> int:
+        listing = ns.run(["nft", "list", "chain", "inet", "wgdmark", "out"]).stdout
+        return int(listing.split("counter packets ")[1].split()[0])
+
+    end_a.ns.ping(end_b.ip4, count=1)
+    assert marked_packets() == 0
+    topo.wg(ns, "set", end_a.ifname, "fwmark", "0x1234")  # on sockets already bound
+    assert topo.wg_dump(ns, end_a.ifname).fwmark == 0x1234
+    end_a.ns.ping(end_b.ip4, count=2)
+    assert marked_packets() >= 2
+    topo.wg(ns, "set", end_a.ifname, "listen-port", "52100")  # and on the rebound ones
+    before = marked_packets()
+    end_a.ns.ping(end_b.ip4, count=2)
+    assert marked_packets() >= before + 2
+    topo.wg(ns, "set", end_a.ifname, "fwmark", "0")
+    assert topo.wg_dump(ns, end_a.ifname).fwmark is None
+    before = marked_packets()
+    end_a.ns.ping(end_b.ip4, count=2)
+    assert marked_packets() == before

@@ -119,14 +119,16 @@ def test_tun_with_vnet_header_reads_and_writes_plain_packets() -> None:
     in_new_netns(lambda: _tun_roundtrip(vnet_hdr=True))
 
 
-def test_tun_adopted_from_an_fd_knows_its_name() -> None:
+def test_tun_adopted_from_an_fd_knows_its_name_and_header_mode() -> None:
     def body() -> None:
-        tun = TunDevice.create("wgdtun1")
-        copy = TunDevice.from_fd(os.dup(tun.fileno()))
-        assert copy.name == "wgdtun1"
-        assert not os.get_blocking(copy.fileno())
-        copy.close()
-        tun.close()
+        for vnet_hdr in (False, True):
+            tun = TunDevice.create("wgdtun1", vnet_hdr=vnet_hdr)
+            copy = TunDevice.from_fd(os.dup(tun.fileno()))
+            assert copy.name == "wgdtun1"
+            assert copy.vnet_hdr == tun.vnet_hdr == vnet_hdr
+            assert not os.get_blocking(copy.fileno())
+            copy.close()
+            tun.close()
 
     in_new_netns(body)
 
