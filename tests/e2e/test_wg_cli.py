@@ -550,3 +550,22 @@ def test_keys_interchangeable_with_wg(runner: Runner, tmp_path: Path) -> None:
                                     stderr=subprocess.PIPE, check=True)
         assert result.stderr == (b"Warning: writing to world accessible file.\n"
                                  b"Consider setting the umask to 077 and trying again.\n")
+
+
+def test_strip_config_same_as_wg_quick(tmp_path: Path) -> None:
+    """conf.strip_config keeps exactly the lines `wg-quick strip` keeps."""
+    from wgpy.conf import strip_config
+
+    text = (
+        "# top\n[Interface]\n  Address = 10.0.0.1/24\nPrivateKey = "
+        f"{key_to_base64(k(60))}  \npostup = x # y\n\tTable=off\nDNS=1.1.1.1\nSaveConfig = true\n"
+        f"# comment\n[Peer]\nPublicKey = {PEER_A}\nDNS = 1.1.1.1\n[Interface]\nMTU = 1280\n"
+        "ListenPort=5\n  # indented comment  \n[interface]\nmtu=1\nPre Up = kept: not a key\n"
+        "PreDown=a=b\n[Peer]x\nPostDown = kept: not in [Interface]\n"
+    )
+    path = tmp_path / "wgcstrip0.conf"
+    path.write_text(text)
+    path.chmod(0o600)
+    result = subprocess.run(["wg-quick", "strip", str(path)], capture_output=True, check=False)
+    assert result.returncode == 0 and result.stderr == b"", result
+    assert (strip_config(text) + "\n").encode() == result.stdout
