@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -371,3 +372,35 @@ def test_dns_servers_and_search_domains_saved(topo: Topology) -> None:
         assert resolver.calls() == [f"-a {ifname} -m 0 -x", f"-l {ifname}", f"-d {ifname} -f"]
     finally:
         resolver.remove()
+
+
+def test_iptables_fallback_without_nft(topo: Topology) -> None:
+    """Without the nft tool, the anti-spoofing and connmark rules go in with iptables-restore
+    (tagged with wg-quick's comment) and `down` deletes exactly those."""
+    ns, _ = one_side(topo)
+    bin_dir = topo.tmpdir / "no-nft-bin"
+    bin_dir.mkdir()
+    for tool in ("ip", "bash", "wireguard-go", "iptables-restore", "ip6tables-restore",
+                 "iptables-save", "ip6tables-save"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    env = {"PATH": str(bin_dir)}
+    ifname = topo.ifname("p")
+    conf = write_conf(topo, ifname, config(topo, allowed="0.0.0.0/0, ::/0",
+                                           address="Address = 10.80.0.2/32, fd80::2/128\n"))
+    before4 = _iptables_rules(ns, "iptables")
+    wgpy_quick(topo, ns, "up", conf, extra_env=env)
+    rules4 = _iptables_rules(ns, "iptables")
+    rules6 = _iptables_rules(ns, "ip6tables")
+    comment = f'-m comment --comment "wg-quick(8) rule for {ifname}"'
+    assert f"-A PREROUTING -d 10.80.0.2/32 ! -i {ifname} -m addrtype ! --src-type LOCAL {comment} -j DROP" in rules4
+    assert "--mark 0xca6c" in rules4 and "CONNMARK --restore-mark" in rules4
+    assert f"-d fd80::2/128 ! -i {ifname}" in rules6
+    assert f"wg-quick-{ifname}" not in ns.run(["nft", "list", "tables"]).stdout
+    wgpy_quick(topo, ns, "down", conf, extra_env=env)
+    assert _iptables_rules(ns, "iptables") == before4
+    assert comment not in _iptables_rules(ns, "ip6tables")
+
+
+def _iptables_rules(ns: Netns, iptables: str) -> str:
+    saved = ns.run([f"{iptables}-save"]).stdout
+    return "\n".join(line for line in saved.splitlines() if line.startswith("-A "))

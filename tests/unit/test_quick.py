@@ -146,6 +146,19 @@ def test_firewall_ruleset_is_wg_quicks() -> None:
     assert "10.0.0.1" not in firewall.ruleset("wg0", 6, 51820, addresses)
 
 
+def test_iptables_ruleset_is_wg_quicks() -> None:
+    addresses = [ipaddress.ip_interface("10.0.0.1/24"), ipaddress.ip_interface("fd00::1/64")]
+    marker = '-m comment --comment "wg-quick(8) rule for wg0"'
+    assert firewall.iptables_ruleset("wg0", 6, 51820, addresses) == (
+        "*raw\n"
+        f"-I PREROUTING ! -i wg0 -d fd00::1 -m addrtype ! --src-type LOCAL -j DROP {marker}\n"
+        "COMMIT\n*mangle\n"
+        f"-I POSTROUTING -m mark --mark 51820 -p udp -j CONNMARK --save-mark {marker}\n"
+        f"-I PREROUTING -p udp -j CONNMARK --restore-mark {marker}\n"
+        "COMMIT\n"
+    )
+
+
 def test_dns_fragment() -> None:
     assert dns.fragment(["10.0.0.1", "fd00::53"], ["corp.example", "lab.example"]) == (
         "nameserver 10.0.0.1\nnameserver fd00::53\nsearch corp.example lab.example\n"

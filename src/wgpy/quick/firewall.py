@@ -8,7 +8,8 @@ With everything routed into the tunnel, two things must hold (wg-quick(8), "Tabl
   out and restored on replies (`postmangle` / `premangle`), so replies to the endpoint also
   match the `not fwmark` rule and do not loop back into the tunnel.
 One table per address family, named `wg-quick-IFNAME` (the same name wg-quick uses, so either
-tool can clean up after the other).
+tool can clean up after the other). Without the nft tool, the same rules go in through
+iptables-restore, marked with wg-quick's comment "wg-quick(8) rule for IFNAME".
 """
 
 from __future__ import annotations
@@ -49,23 +50,55 @@ def ruleset(ifname: str, version: int, fwmark: int, addresses: list[IPInterface]
     return "".join(line + "\n" for line in lines)
 
 
+def iptables_ruleset(ifname: str, version: int, fwmark: int, addresses: list[IPInterface]) -> str:
+    """The same rules as `iptables-restore -n` input, for hosts without the nft tool."""
+    marker = f'-m comment --comment "{iptables_comment(ifname)}"'
+    lines = ["*raw"]
+    for address in addresses:
+        if address.version == version:
+            lines.append(
+                f"-I PREROUTING ! -i {ifname} -d {address.ip} -m addrtype ! --src-type LOCAL "
+                f"-j DROP {marker}"
+            )
+    lines += [
+        "COMMIT",
+        "*mangle",
+        f"-I POSTROUTING -m mark --mark {fwmark} -p udp -j CONNMARK --save-mark {marker}",
+        f"-I PREROUTING -p udp -j CONNMARK --restore-mark {marker}",
+        "COMMIT",
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def iptables_comment(ifname: str) -> str:
+    return f"wg-quick(8) rule for {ifname}"
+
+
+def _iptables(version: int) -> str:
+    return "ip6tables" if version == 6 else "iptables"
+
+
 def nft_available() -> bool:
     return shutil.which("nft") is not None
 
 
-def _nft(script: str) -> None:
-    result = subprocess.run(
-        ["nft", "-f", "-"], check=False, input=script, capture_output=True, text=True
-    )
+def _run(argv: list[str], script: str) -> None:
+    result = subprocess.run(argv, input=script, check=False, capture_output=True, text=True)
     if result.returncode != 0:
-        raise QuickError(f"nft failed: {result.stderr.strip()}")
+        raise QuickError(f"{argv[0]} failed: {result.stderr.strip()}")
 
 
 def install(ifname: str, version: int, fwmark: int, addresses: list[IPInterface]) -> None:
-    if not nft_available():
-        raise QuickError("nft is required for a default route through the tunnel")
-    log.action("nft -f /dev/fd/63")
-    _nft(ruleset(ifname, version, fwmark, addresses))
+    """nft when the tool is there, else iptables-restore (wg-quick's order of preference)."""
+    if nft_available():
+        log.action("nft -f /dev/fd/63")
+        _run(["nft", "-f", "-"], ruleset(ifname, version, fwmark, addresses))
+        return
+    restore = f"{_iptables(version)}-restore"
+    if shutil.which(restore) is None:
+        raise QuickError("a default route through the tunnel needs nft or iptables-restore")
+    log.action(f"{restore} -n")
+    _run([restore, "-n"], iptables_ruleset(ifname, version, fwmark, addresses))
 
 
 def installed_tables(ifname: str) -> list[str]:
@@ -81,12 +114,34 @@ def installed_tables(ifname: str) -> list[str]:
     return found
 
 
-def remove(ifname: str, family_table: str | None = None) -> None:
-    """Delete our tables (all families, or just the one named `FAMILY NAME`)."""
+def remove(ifname: str, version: int | None = None) -> None:
+    """Delete our nft tables and iptables rules (both families, or only `version`)."""
+    families = {4: "ip", 6: "ip6"}
     tables = installed_tables(ifname)
-    if family_table is not None:
-        tables = [t for t in tables if t == family_table]
-    if not tables:
+    if version is not None:
+        tables = [t for t in tables if t.split()[0] == families[version]]
+    if tables:
+        log.action("nft -f /dev/fd/63")
+        _run(["nft", "-f", "-"], "".join(f"delete table {table}\n" for table in tables))
+    for each in (4, 6) if version is None else (version,):
+        _remove_iptables_rules(ifname, _iptables(each))
+
+
+def _remove_iptables_rules(ifname: str, iptables: str) -> None:
+    """Replay `iptables-save` with our rules turned from -A into -D (as wg-quick does)."""
+    if shutil.which(f"{iptables}-save") is None or shutil.which(f"{iptables}-restore") is None:
         return
-    log.action("nft -f /dev/fd/63")
-    _nft("".join(f"delete table {table}\n" for table in tables))
+    saved = subprocess.run(
+        [f"{iptables}-save"], check=False, capture_output=True, text=True
+    ).stdout
+    marker = f'-m comment --comment "{iptables_comment(ifname)}"'
+    restore, found = [], False
+    for line in saved.splitlines():
+        if line.startswith("-A ") and marker in line:
+            restore.append("-D" + line[2:])
+            found = True
+        elif line.startswith("*") or line == "COMMIT":
+            restore.append(line)
+    if found:
+        log.action(f"{iptables}-restore -n")
+        _run([f"{iptables}-restore", "-n"], "".join(line + "\n" for line in restore))

@@ -223,9 +223,9 @@ class Up:
         if network.version == 4:
             self._enable_src_valid_mark()
         addresses = self.netlink.addresses(self.ifname, family)
-        firewall.install(self.ifname, network.version, mark, addresses)
-        pf_table = f"{'ip6' if network.version == 6 else 'ip'} {firewall.table_name(self.ifname)}"
-        self.undo.push(f"nft table {pf_table}", lambda: firewall.remove(self.ifname, pf_table))
+        version = network.version
+        self.undo.push(f"IPv{version} firewall", lambda: firewall.remove(self.ifname, version))
+        firewall.install(self.ifname, version, mark, addresses)
 
     def _delete_rules(self, family: int, mark: int, suppress: bool) -> None:
         """Undo one of our two rules (the newest match, which is the one we added)."""
