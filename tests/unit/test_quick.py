@@ -303,8 +303,14 @@ def test_strip_prints_config_without_quick_keys(
 def test_config_error_is_reported_with_file_line_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The file is parsed before anything is touched, so `up` stops at the bad line.
+    # The file is parsed before anything is touched, so `up` stops at the bad line. (`up`
+    # itself is replaced: this test runs in the root namespace and must never change it.)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+    def must_not_run(quick: object) -> None:
+        raise AssertionError("up ran although the file does not parse")
+
+    monkeypatch.setitem(wg_quick.COMMANDS, "up", must_not_run)
     path = write(tmp_path, "wg0.conf", conf_text("MTU = big\n"))
     assert wg_quick.main(["up", str(path)]) == 1
     assert f"wgpy-quick: {path.resolve()}:4: MTU: " in capsys.readouterr().err
