@@ -94,7 +94,6 @@ class PeerSection:
     source: list[SourceLine] = field(default_factory=list)
     # Filled only when parse_config was given a resolver (wg resolves while parsing).
     resolved_endpoint: Endpoint | None = None
-    # wg sends replace_allowed_ips for every peer of a config file, even with no AllowedIPs line.
     parsed_snapshot: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
 
 
@@ -295,15 +294,13 @@ class _Parser:
             raise self.error(number, cleaned.partition("=")[0], f"Line unrecognized: `{cleaned}'")
         key = quick_key[0]
         try:
-            self._quick_interface_key(section, key, _quick_value(source.text), cleaned)
+            self._quick_interface_key(section, key, _quick_value(source.text))
         except ValueError as err:
             raise self.error(number, key, str(err)) from None
         source.key = key
         section.source.append(source)
 
-    def _quick_interface_key(
-        self, section: InterfaceSection, key: str, value: str, cleaned: str
-    ) -> None:
+    def _quick_interface_key(self, section: InterfaceSection, key: str, value: str) -> None:
         items = value.replace(",", " ").split()
         if key == "Address":
             for item in items:
