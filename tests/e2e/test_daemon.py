@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import textwrap
 import time
 
@@ -324,7 +323,7 @@ def test_wg_setconf_addconf_syncconf_showconf(topo: Topology) -> None:
     assert after.peers.keys() == before.peers.keys()
     assert after.peers[end_b.public_key].latest_handshake == before.peers[
         end_b.public_key].latest_handshake  # syncconf kept the session
-    extra_private, extra_public = topo.genkey()
+    _extra_private, extra_public = topo.genkey()
     extra = ns.write_file(f"[Peer]\nPublicKey = {extra_public}\nAllowedIPs = 10.99.0.0/16\n",
                           name="extra")
     topo.wg(ns, "addconf", ifname, str(extra))
@@ -345,9 +344,9 @@ def test_bad_set_changes_nothing(topo: Topology) -> None:
     ns, ifname = end_a.ns, end_a.ifname
     before = topo.wg_dump(ns, ifname)
     # a port in use by another socket in the namespace: EADDRINUSE, nothing else applied
-    holder = ns.popen(["python3", "-c",
-                       "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
-                       "s.bind(('0.0.0.0', 52000)); time.sleep(30)"])
+    hold_port = ("import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                 "s.bind(('0.0.0.0', 52000)); time.sleep(30)")
+    holder = ns.popen(["python3", "-c", hold_port])
     Topology.wait_for(lambda: "52000" in ns.run(["ss", "-Hlun"]).stdout, timeout=5,
                       message="the port holder")
     _, new_public = topo.genkey()

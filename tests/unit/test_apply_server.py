@@ -122,7 +122,7 @@ def test_set_error_is_reported_negated(served):
 
 
 def test_get_with_a_trailing_character_is_einval_and_the_connection_goes_on(served):
-    path, handler, _ = served
+    path, _handler, _ = served
     with connect(path) as sock:
         sock.sendall(b"get=1\nxget=1\n\n")
         data = read_until(sock, b"errno=", 2)
@@ -131,7 +131,7 @@ def test_get_with_a_trailing_character_is_einval_and_the_connection_goes_on(serv
 
 
 def test_unknown_operation_closes_without_answer(served):
-    path, handler, _ = served
+    path, _handler, _ = served
     with connect(path) as sock:
         sock.sendall(b"delete=1\n\n")
         assert sock.recv(100) == b""
@@ -157,7 +157,7 @@ def test_large_get_answer_is_delivered_whole(served):
 
 
 def test_many_clients_at_once(served):
-    path, handler, _ = served
+    path, _handler, _ = served
     socks = [connect(path) for _ in range(20)]
     for sock in socks:
         sock.sendall(b"get=1\n\n")

@@ -77,7 +77,7 @@ def drain(loop: DeviceLoop, rounds: int = 5) -> None:
 
 
 def test_tun_packets_are_encrypted_in_batches_and_flushed_to_the_network(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, tun, udp, _remote, clock = rig
     for i in range(10):
         tun.inject(b"p%d" % i)
     loop.run_once(max_wait=0)
@@ -92,7 +92,7 @@ def test_tun_packets_are_encrypted_in_batches_and_flushed_to_the_network(rig):
 
 
 def test_datagrams_reach_the_device_with_their_source_and_output_goes_to_the_tun(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, tun, _udp, remote, _clock = rig
     remote.send(b"hello", ("192.0.2.1", 51820))
     remote.send(b"world", ("192.0.2.1", 51820))
     drain(loop)
@@ -104,7 +104,7 @@ def test_datagrams_reach_the_device_with_their_source_and_output_goes_to_the_tun
 
 
 def test_a_core_exception_on_one_datagram_does_not_stop_the_batch_or_the_loop(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, _device, tun, _udp, remote, _clock = rig
     for data in (b"a", b"boom", b"b"):
         remote.send(data, ("192.0.2.1", 51820))
     drain(loop)
@@ -113,7 +113,7 @@ def test_a_core_exception_on_one_datagram_does_not_stop_the_batch_or_the_loop(ri
 
 
 def test_timer_fires_only_once_its_deadline_has_passed(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, _tun, udp, _remote, clock = rig
     drain(loop)
     device.deadline = clock.now + 5
     drain(loop)
@@ -125,19 +125,19 @@ def test_timer_fires_only_once_its_deadline_has_passed(rig):
 
 
 def test_wall_offset_is_kept_for_the_core(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, _tun, _udp, _remote, clock = rig
     loop.run_once(max_wait=0)
     assert device.wall_offset == 5000.0 - clock.now
 
 
 def test_link_deletion_stops_the_loop(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, _device, tun, _udp, _remote, _clock = rig
     tun.delete()
     assert loop.run() == "link deleted"
 
 
 def test_rebind_moves_the_device_to_the_new_port(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, _tun, _udp, remote, _clock = rig
     assert loop.rebind(6000) == 6000
     remote.send(b"old", ("192.0.2.1", 51820))
     remote.send(b"new", ("192.0.2.1", 6000))
@@ -146,7 +146,7 @@ def test_rebind_moves_the_device_to_the_new_port(rig):
 
 
 def test_a_failed_rebind_keeps_the_old_port_in_service(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, device, _tun, udp, remote, _clock = rig
     udp.refuse_ports.add(7000)
     with pytest.raises(OSError):
         loop.rebind(7000)
@@ -156,7 +156,7 @@ def test_a_failed_rebind_keeps_the_old_port_in_service(rig):
 
 
 def test_stop_ends_run_with_the_reason(rig):
-    loop, device, tun, udp, remote, clock = rig
+    loop, _device, _tun, _udp, _remote, _clock = rig
     loop.stop("SIGTERM")
     loop.stop("later reasons do not overwrite")
     assert loop.run() == "SIGTERM"

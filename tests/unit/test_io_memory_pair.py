@@ -79,7 +79,7 @@ def run(sides, clock: Clock, seconds: float = 0.0, step: float = 0.1) -> None:
 
 
 def test_packets_cross_both_ways_after_a_handshake(pair) -> None:
-    a, b, network, clock = pair
+    a, b, _network, clock = pair
     to_b = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
     a.tun.inject(to_b)
     run((a, b), clock)
@@ -93,7 +93,7 @@ def test_packets_cross_both_ways_after_a_handshake(pair) -> None:
 
 
 def test_a_batch_of_packets_arrives_whole_and_in_order(pair) -> None:
-    a, b, network, clock = pair
+    a, b, _network, clock = pair
     a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", b"first"))
     run((a, b), clock)
     b.tun.take_written()
@@ -127,7 +127,7 @@ def test_garbage_from_the_network_is_dropped_and_counted(pair) -> None:
 
 
 def test_roaming_peer_is_followed_after_an_authenticated_packet(pair) -> None:
-    a, b, network, clock = pair
+    a, b, _network, clock = pair
     a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", b"hello"))
     run((a, b), clock)
     a.udp.move_to("192.0.2.99", 40001)
@@ -143,7 +143,7 @@ def test_roaming_peer_is_followed_after_an_authenticated_packet(pair) -> None:
 
 
 def test_persistent_keepalive_runs_on_the_loop_timer(pair) -> None:
-    a, b, network, clock = pair
+    a, b, _network, clock = pair
     peer_b = a.device.get_peer(b.device.public_key)
     a.device.set_persistent_keepalive(peer_b, 5, clock.now)
     run((a, b), clock)  # immediate keepalive: handshake + keepalive

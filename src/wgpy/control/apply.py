@@ -76,13 +76,13 @@ def apply_set(device: Any, request: SetRequest, net: NetControl | None, now: flo
 def _apply_network(device: Any, request: SetRequest, net: NetControl | None) -> None:
     """The fallible steps, first: fwmark, then the port (reverting the mark if it fails)."""
     old_mark = device.fwmark
-    mark_changed = request.fwmark is not None and request.fwmark != old_mark
-    if mark_changed:
-        if net is not None:
-            try:
-                net.set_mark(request.fwmark)
-            except OSError as e:
-                raise ApplyError(errno.EADDRINUSE, f"failed to update fwmark: {e.strerror}")
+    new_mark = request.fwmark
+    mark_changed = new_mark is not None and new_mark != old_mark
+    if new_mark is not None and mark_changed and net is not None:
+        try:
+            net.set_mark(new_mark)
+        except OSError as e:
+            raise ApplyError(errno.EADDRINUSE, f"failed to update fwmark: {e.strerror}") from None
     port = request.listen_port
     if port is not None and (port == 0 or port != device.listen_port):
         if net is not None:
@@ -99,7 +99,7 @@ def _apply_network(device: Any, request: SetRequest, net: NetControl | None) -> 
                 ) from None
         device.listen_port = port
     if mark_changed:
-        device.fwmark = request.fwmark
+        device.fwmark = new_mark
 
 
 def _apply_peer(device: Any, peer_set: PeerSet, now: float) -> None:

@@ -19,6 +19,7 @@ bind), and a stale socket left by a dead daemon is replaced, a live one refused.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import selectors
@@ -84,7 +85,7 @@ def open_uapi_socket(ifname: str, directory: str = SOCKET_DIRECTORY) -> socket.s
 
 
 class _Connection:
-    __slots__ = ("sock", "inbuf", "outbuf", "eof", "closing")
+    __slots__ = ("closing", "eof", "inbuf", "outbuf", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -154,8 +155,7 @@ class UapiServer:
             sock.setblocking(False)
             conn = _Connection(sock)
             self.connections[sock.fileno()] = conn
-            self.loop.set_events(sock, selectors.EVENT_READ,
-                                 lambda mask, c=conn: self._on_ready(c, mask))
+            self.loop.set_events(sock, selectors.EVENT_READ, functools.partial(self._on_ready, conn))
 
     def _on_ready(self, conn: _Connection, mask: int) -> None:
         if mask & selectors.EVENT_READ and not conn.eof:
@@ -253,12 +253,12 @@ class UapiServer:
             # after EOF only writability matters (a readable EOF would spin the loop)
             events = selectors.EVENT_WRITE if conn.eof else (
                 selectors.EVENT_READ | selectors.EVENT_WRITE)
-            self.loop.set_events(conn.sock, events, lambda mask, c=conn: self._on_ready(c, mask))
+            self.loop.set_events(conn.sock, events, functools.partial(self._on_ready, conn))
         elif conn.closing or conn.eof:
             self._close(conn)
         else:
             self.loop.set_events(conn.sock, selectors.EVENT_READ,
-                                 lambda mask, c=conn: self._on_ready(c, mask))
+                                 functools.partial(self._on_ready, conn))
 
     def _close(self, conn: _Connection) -> None:
         fd = conn.sock.fileno()

@@ -39,7 +39,7 @@ Write = list
 
 
 class _Group:
-    __slots__ = ("key", "packets", "header_len", "segment", "payload", "next_seq", "open", "v6")
+    __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment", "v6")
 
     def __init__(self, key: bytes, packet: bytes, header_len: int, payload: int, seq: int,
                  v6: bool, open_: bool) -> None:

@@ -55,7 +55,7 @@ def endpoint_family(host: str) -> int:
 
 def unmap(host: str) -> str:
     """An IPv4-mapped IPv6 address is sent over the IPv4 socket (the v6 one is V6ONLY)."""
-    if host.startswith("::ffff:") or host.startswith("::FFFF:"):
+    if host[:7].lower() == "::ffff:":
         try:
             mapped = ipaddress.IPv6Address(host).ipv4_mapped
         except ValueError:
