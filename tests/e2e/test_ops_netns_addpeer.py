@@ -85,6 +85,10 @@ def test_add_peer_ping_remove(topo: Topology, server_impl: str, client_tool: str
 
     fresh = ops(server, "check-handshakes", ifname, "--config", config, "--max-age", "120")
     assert fresh.returncode == 0 and fresh.stdout == "", fresh.stdout + fresh.stderr
+    time.sleep(1.1)  # the handshake is now older than one second
+    stale = ops(server, "check-handshakes", ifname, "--config", config, "--max-age", "0")
+    assert stale.returncode == 1
+    assert stale.stdout.startswith(f"phone ({client_public}): latest handshake "), stale.stdout
 
     metrics = scrape_exporter(topo, server, ifname, config)
     labels = {"interface": ifname, "public_key": client_public,
