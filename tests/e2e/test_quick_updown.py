@@ -326,6 +326,16 @@ def test_userspace_implementation_from_environment(topo: Topology) -> None:
     assert "Falling back to slow userspace implementation" in result.stderr
     assert "-m wgpy.cli.daemon " + ifname in result.stderr
     wgpy_quick(topo, ns, "down", conf)
+    # Unset (here: empty) means wgpy-daemon, found on PATH.
+    shim_dir = topo.tmpdir / "daemon-bin"
+    shim_dir.mkdir()
+    shim = shim_dir / "wgpy-daemon"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m wgpy.cli.daemon "$@"\n')
+    shim.chmod(0o755)
+    result = wgpy_quick(topo, ns, "up", conf, extra_env={
+        "WG_QUICK_USERSPACE_IMPLEMENTATION": "", "PATH": f"{shim_dir}:{os.environ['PATH']}"})
+    assert f"[#] wgpy-daemon {ifname}" in result.stderr
+    wgpy_quick(topo, ns, "down", conf)
     missing = wgpy_quick(topo, ns, "up", conf, check=False, extra_env={
         "WG_QUICK_USERSPACE_IMPLEMENTATION": "/nonexistent/wg-impl"})
     assert missing.returncode == 1
