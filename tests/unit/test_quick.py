@@ -322,3 +322,61 @@ def test_strip_does_not_validate_like_wg_quick(
     path = write(tmp_path, "wg0.conf", "[Interface]\nPrivateKey = <placeholder>\nMTU = 1\n")
     assert wg_quick.main(["strip", str(path)]) == 0
     assert capsys.readouterr().out == "[Interface]\nPrivateKey = <placeholder>\n\n"
+
+
+class LinkNetlink:
+    """Just enough Netlink for add_interface: `add` fails or succeeds, links can appear."""
+
+    def __init__(self, kernel_error: int | None) -> None:
+        self.kernel_error = kernel_error
+        self.links: set[str] = set()
+
+    def add_wireguard_link(self, ifname: str) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        if self.kernel_error is not None:
+            raise NetlinkError(self.kernel_error, "no")
+        self.links.add(ifname)
+
+    def link_index(self, ifname: str) -> int | None:
+        return 7 if ifname in self.links else None
+
+
+def test_kernel_module_is_preferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wgpy.quick import interface
+
+    def no_userspace(*args: object, **kwargs: object) -> None:
+        raise AssertionError("userspace started although the kernel link was created")
+
+    monkeypatch.setattr(interface.subprocess, "run", no_userspace)
+    netlink = LinkNetlink(kernel_error=None)
+    interface.add_interface(netlink, "wg0")  # type: ignore[arg-type]
+    assert netlink.links == {"wg0"}
+
+
+def test_userspace_fallback_and_its_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from wgpy.quick import interface
+
+    started: list[list[str]] = []
+    netlink = LinkNetlink(kernel_error=errno.EOPNOTSUPP)
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        started.append(argv)
+        netlink.links.add(argv[-1])
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(interface.subprocess, "run", fake_run)
+    monkeypatch.setattr(interface, "KERNEL_MODULE_DIR", tmp_path / "no-module")
+    monkeypatch.setenv("WG_QUICK_USERSPACE_IMPLEMENTATION", "sh -c true")
+    interface.add_interface(netlink, "wg0")  # type: ignore[arg-type]
+    assert started == [["sh", "-c", "true", "wg0"]]
+
+    # The module is loaded but refused the link: that is an error, not a reason to fall back.
+    monkeypatch.setattr(interface, "KERNEL_MODULE_DIR", tmp_path)
+    with pytest.raises(QuickError, match="Operation not supported"):
+        interface.add_interface(netlink, "wg1")
+    assert len(started) == 1

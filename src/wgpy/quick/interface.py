@@ -26,6 +26,7 @@ from wgpy.quick import device, log
 from wgpy.quick.config import QuickError
 
 DEFAULT_USERSPACE_IMPLEMENTATION = "wgpy-daemon"
+KERNEL_MODULE_DIR = Path("/sys/module/wireguard")
 SOCKET_GONE_TIMEOUT = 3.0
 
 
@@ -46,7 +47,8 @@ def add_interface(netlink: Netlink, ifname: str) -> None:
     except NetlinkError as err:
         kernel_error = err
     argv = userspace_command()
-    if Path("/sys/module/wireguard").exists() or shutil.which(argv[0]) is None:
+    # With the module loaded, a failure is a real error (bad name, ...), not a missing driver.
+    if KERNEL_MODULE_DIR.exists() or shutil.which(argv[0]) is None:
         message = os.strerror(kernel_error.code) if kernel_error.code else str(kernel_error)
         hint = ""
         if shutil.which(argv[0]) is None:
