@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,13 @@ ENV_UAPI_FD = "WG_UAPI_FD"
 ENV_FOREGROUND = "WG_PROCESS_FOREGROUND"
 
 log = logging.getLogger("wgpy.daemon")
+
+
+_early_signals: list[int] = []
+
+
+def _record_early_signal(signum: int, _frame: object) -> None:
+    _early_signals.append(signum)
 
 
 def _usage(program: str) -> None:
@@ -88,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP_SUCCESS  # wireguard-go prints the usage and exits 0
     foreground, ifname = parsed
     foreground = foreground or os.environ.get(ENV_FOREGROUND) == "1"
+    # From here on a SIGTERM/SIGINT must not kill us before the cleanup code is in place (the
+    # loop takes them over later); one that arrives early ends the daemon as soon as it runs.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _record_early_signal)
     level = _log_level()
     _setup_logging(ifname, level)
 
@@ -195,6 +207,8 @@ def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
 
     loop.on_housekeeping.append(check_socket)
     loop.install_signal_handlers()
+    if _early_signals:
+        loop.stop(signal.Signals(_early_signals[0]).name)
     log.debug("Device started")
     log.debug("UAPI listener started")
     try:
