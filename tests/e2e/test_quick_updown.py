@@ -414,3 +414,37 @@ def test_iptables_fallback_without_nft(topo: Topology) -> None:
 def _iptables_rules(ns: Netns, iptables: str) -> str:
     saved = ns.run([f"{iptables}-save"]).stdout
     return "\n".join(line for line in saved.splitlines() if line.startswith("-A "))
+
+
+def test_full_tunnel_over_an_ipv6_endpoint(topo: Topology) -> None:
+    """::/0 into the tunnel while the endpoint itself is IPv6: the IPv6 policy rules must keep
+    the encrypted packets on the uplink."""
+    local, remote = one_side(topo)
+    no_dad(remote)
+    local.run(["ip", "-6", "route", "add", "default", "via", "2001:db8:1::1"])
+    client_private, client_public = topo.genkey()
+    server_private, server_public = topo.genkey()
+    client_if, server_if = topo.ifname("c"), topo.ifname("s")
+    server_conf = write_conf(topo, server_if, (
+        f"[Interface]\nPrivateKey = {server_private}\nListenPort = 51820\n"
+        f"Address = 10.80.0.1/24, fd80::1/64\n\n[Peer]\nPublicKey = {client_public}\n"
+        "AllowedIPs = 10.80.0.2/32, fd80::2/128\n"))
+    client_conf = write_conf(topo, client_if, (
+        f"[Interface]\nPrivateKey = {client_private}\nAddress = 10.80.0.2/32, fd80::2/128\n\n"
+        f"[Peer]\nPublicKey = {server_public}\nAllowedIPs = 0.0.0.0/0, ::/0\n"
+        "Endpoint = [2001:db8:1::1]:51820\n"))
+    before = snapshot(local)
+    wgpy_quick(topo, remote, "up", server_conf)
+    wgpy_quick(topo, local, "up", client_conf)
+    # Somewhere on the IPv6 internet: into the tunnel, unless marked as the tunnel's own.
+    far = "2001:db8:99::1"
+    assert f"dev {client_if}" in local.run(["ip", "-6", "route", "get", far]).stdout
+    marked = local.run(["ip", "-6", "route", "get", far, "mark", "51820"]).stdout
+    assert "via 2001:db8:1::1" in marked and f"dev {client_if}" not in marked
+    local.ping("fd80::1")
+    local.ping("10.80.0.1")
+    assert topo.wg_dump(remote, server_if).peers[client_public].endpoint.startswith(
+        "[2001:db8:1::2]:")
+    wgpy_quick(topo, local, "down", client_conf)
+    wgpy_quick(topo, remote, "down", server_conf)
+    assert_restored(before, snapshot(local))

@@ -13,10 +13,12 @@ from netns import Topology
 from quicklib import (
     PAIR_IDS,
     PAIRS,
+    assert_restored,
     enable_forwarding,
     from_example,
     keys,
     remote_address_seen,
+    snapshot,
     wgpy_quick,
     write_conf,
 )
@@ -56,6 +58,7 @@ def test_bastion(topo: Topology, home_impl: str, bastion_impl: str) -> None:
     conf_home = write_conf(topo, if_home, home_text)
     conf_laptop = write_conf(topo, if_laptop, from_example("bastion/laptop.conf", key_map))
 
+    before = {ns.name: snapshot(ns) for ns in (home, bastion, laptop)}
     wgpy_quick(topo, bastion, "up", conf_bastion, bastion_impl)
     wgpy_quick(topo, home, "up", conf_home, home_impl)
     wgpy_quick(topo, laptop, "up", conf_laptop, home_impl)
@@ -78,3 +81,4 @@ def test_bastion(topo: Topology, home_impl: str, bastion_impl: str) -> None:
     for ns, conf, impl in ((laptop, conf_laptop, home_impl), (home, conf_home, home_impl),
                            (bastion, conf_bastion, bastion_impl)):
         wgpy_quick(topo, ns, "down", conf, impl)
+        assert_restored(before[ns.name], snapshot(ns))
