@@ -112,6 +112,9 @@ def test_add_peer_ping_remove(topo: Topology, server_impl: str, client_tool: str
     assert cut_off.returncode != 0, cut_off.stdout
 
 
+FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+
 def scrape_exporter(topo: Topology, ns: Netns, ifname: str, config: Path) -> str:
     """Run `exporter` on the namespace's loopback and fetch /metrics once."""
     port = 9586
@@ -121,7 +124,7 @@ def scrape_exporter(topo: Topology, ns: Netns, ifname: str, config: Path) -> str
 
     def scraped() -> bool:
         nonlocal body
-        result = ns.run(["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{port}/metrics"],
+        result = ns.run([sys.executable, "-c", FETCH, f"http://127.0.0.1:{port}/metrics"],
                         check=False)
         body = result.stdout
         return result.returncode == 0
