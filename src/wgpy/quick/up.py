@@ -29,7 +29,14 @@ from types import FrameType
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from wgpy.control.model import DeviceState
-from wgpy.control.netlink import IPNetwork, Netlink, family_of, read_sysctl, write_sysctl
+from wgpy.control.netlink import (
+    IPNetwork,
+    Netlink,
+    RouteInfo,
+    family_of,
+    read_sysctl,
+    write_sysctl,
+)
 from wgpy.quick import device, dns, firewall, hooks, log
 from wgpy.quick.config import QuickConfig, QuickError, routing_table_number
 from wgpy.quick.interface import add_interface, delete_interface
@@ -161,14 +168,15 @@ class Up:
             best = FALLBACK_MTU
         return best - WIREGUARD_OVERHEAD
 
-    def _route_mtu(self, route: object) -> int | None:
+    def _route_mtu(self, route: RouteInfo | None) -> int | None:
+        """A route's own MTU metric, else its device's MTU (as wg-quick reads `ip route`)."""
         if route is None:
             return None
-        if route.mtu:  # type: ignore[attr-defined]
-            return int(route.mtu)  # type: ignore[attr-defined]
-        if route.oif is None:  # type: ignore[attr-defined]
+        if route.mtu:
+            return int(route.mtu)
+        if route.oif is None:
             return None
-        return self.netlink.link_mtu(route.oif)  # type: ignore[attr-defined]
+        return self.netlink.link_mtu(route.oif)
 
     # --- routes ------------------------------------------------------------------------------
 
