@@ -327,10 +327,27 @@ SUBCOMMANDS: list[tuple[str, Callable[[Sequence[str]], int], str]] = [
 ]
 
 
+def _cmd_demo(args: Sequence[str]) -> int:
+    from wgpy.cli import demo
+
+    return demo.main(list(args[1:]))
+
+
+def _extra_subcommands() -> list[tuple[str, Callable[[Sequence[str]], int], str]]:
+    """wgpy's own subcommands beyond wg's (operator tools, the demo). Imported lazily so the
+    wg-compatible commands start as fast as they can."""
+    from wgpy.ops import commands as ops
+
+    return [*ops.SUBCOMMANDS,
+            ("demo", _cmd_demo, "Runs a tunnel between two throwaway network namespaces")]
+
+
 def usage_text() -> str:
     lines = [f"Usage: {io.prog} <cmd> [<args>]\n\n", "Available subcommands:\n"]
     lines += [f"  {name}: {description}\n" for name, _, description in SUBCOMMANDS]
     lines.append("You may pass `--help' to any of these subcommands to view usage.\n")
+    lines.append("\nwgpy's own subcommands:\n")
+    lines += [f"  {name}: {description}\n" for name, _, description in _extra_subcommands()]
     return "".join(lines)
 
 
@@ -362,6 +379,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if not args:
         return cmd_show(["show"])
     for name, function, _ in SUBCOMMANDS:
+        if args[0] == name:
+            return function(args)
+    for name, function, _ in _extra_subcommands():
         if args[0] == name:
             return function(args)
     io.err(f"Invalid subcommand: `{args[0]}'\n")
