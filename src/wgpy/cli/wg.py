@@ -346,8 +346,9 @@ def usage_text() -> str:
     lines = [f"Usage: {io.prog} <cmd> [<args>]\n\n", "Available subcommands:\n"]
     lines += [f"  {name}: {description}\n" for name, _, description in SUBCOMMANDS]
     lines.append("You may pass `--help' to any of these subcommands to view usage.\n")
-    lines.append("\nwgpy's own subcommands:\n")
-    lines += [f"  {name}: {description}\n" for name, _, description in _extra_subcommands()]
+    if io.prog != "wg":  # installed as `wg`, the usage is wg's to the byte
+        lines.append("\nwgpy's own subcommands:\n")
+        lines += [f"  {name}: {description}\n" for name, _, description in _extra_subcommands()]
     return "".join(lines)
 
 
