@@ -28,6 +28,7 @@ PAIRS = [
     ("wireguard-go", "wireguard-go"),
     ("wgpy-daemon", "wgpy-daemon"),
     ("wgpy-daemon", "wireguard-go"),
+    ("wireguard-go", "wgpy-daemon"),
 ]
 PAIR_IDS = [f"{a}+{b}" for a, b in PAIRS]
 
