@@ -7,6 +7,7 @@ the loop's contract (batching, flushing, timers, stopping) independently of the 
 from __future__ import annotations
 
 import collections
+import logging
 
 import pytest
 
@@ -160,3 +161,17 @@ def test_stop_ends_run_with_the_reason(rig):
     loop.stop("SIGTERM")
     loop.stop("later reasons do not overwrite")
     assert loop.run() == "SIGTERM"
+
+
+def test_drop_counters_are_logged_at_debug_level_once_per_interval(rig, caplog):
+    loop, device, _tun, _udp, _remote, clock = rig
+    loop.run_once(max_wait=0)
+    device.drops["unknown receiver index"] += 3
+    with caplog.at_level(logging.DEBUG, logger="wgpy.io.loop"):
+        loop.run_once(max_wait=0)
+        assert caplog.messages == []  # not before the housekeeping interval
+        clock.now += 1.0
+        loop.run_once(max_wait=0)
+        clock.now += 1.0
+        loop.run_once(max_wait=0)  # nothing new: nothing logged again
+    assert caplog.messages == ["dropped 3: unknown receiver index"]

@@ -80,6 +80,7 @@ class DeviceLoop:
         self.on_housekeeping: list[Callback] = []
         self._rx: list[tuple[bytes, Endpoint]] = []
         self._last_drops: collections.Counter = collections.Counter()
+        self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
         device.wall_offset = wall_clock() - clock()
@@ -253,6 +254,10 @@ class DeviceLoop:
                         name = getattr(reason, "value", reason)
                         log.debug("dropped %d: %s", count, name)
                 self._last_drops = collections.Counter(drops)
+            send_errors = getattr(self.net, "send_errors", 0)
+            if send_errors != self._last_send_errors:
+                log.debug("failed to send %d datagrams", send_errors - self._last_send_errors)
+                self._last_send_errors = send_errors
         for callback in self.on_housekeeping:
             callback()
 
