@@ -259,10 +259,3 @@ def test_udp_gso_send_and_gro_receive_split_into_the_original_datagrams() -> Non
         receiver.close()
 
     in_new_netns(body)
-
-
-def test_normalize_endpoint_unmaps_v4_in_v6() -> None:
-    assert udp.normalize_endpoint(("::ffff:10.0.0.1", 5, 0, 0)) == ("10.0.0.1", 5)
-    assert udp.normalize_endpoint(("fd00::1", 5, 0, 0)) == ("fd00::1", 5)
-    assert udp.unmap("::ffff:10.0.0.1") == "10.0.0.1"
-    assert udp.unmap("fd00::1") == "fd00::1"

@@ -284,24 +284,26 @@ class UdpBind:
             if j - i == 1:
                 self.send(data, endpoint)
             else:
-                self._send_gso(b"".join(d for d, _ in datagrams[i:j]), size, endpoint, j - i)
+                self._send_gso([d for d, _ in datagrams[i:j]], size, endpoint)
             i = j
 
-    def _send_gso(self, payload: bytes, segment: int, endpoint: Endpoint, count: int) -> None:
+    def _send_gso(self, segments: list[bytes], segment: int, endpoint: Endpoint) -> None:
+        """One sendmsg; the segments are the iovec (no joining copy), UDP_SEGMENT cuts them."""
         host = unmap(endpoint[0])
         sock = self.sock6 if ":" in host else self.sock4
         if sock is None:
-            self.send_errors += count
+            self.send_errors += len(segments)
             return
         try:
-            sock.sendmsg([payload], [(SOL_UDP, UDP_SEGMENT, _u16.pack(segment))], 0,
+            sock.sendmsg(segments, [(SOL_UDP, UDP_SEGMENT, _u16.pack(segment))], 0,
                          (host, endpoint[1]))
         except OSError as e:
             if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
                 # the route's device cannot segment: fall back for good
-                log.info("UDP GSO send failed (%s); sending datagrams one by one", e.strerror)
+                log.warning("UDP GSO send failed (%s); sending datagrams one by one",
+                            e.strerror)
                 self.gso = False
-                for offset in range(0, len(payload), segment):
-                    self.send(payload[offset : offset + segment], endpoint)
+                for data in segments:
+                    self.send(data, endpoint)
             else:
-                self.send_errors += count
+                self.send_errors += len(segments)
