@@ -41,7 +41,7 @@ Write = list
 class _Group:
     __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment", "v6")
 
-    def __init__(self, key: bytes, packet: bytes, header_len: int, payload: int, seq: int,
+    def __init__(self, key: int, packet: bytes, header_len: int, payload: int, seq: int,
                  v6: bool, open_: bool) -> None:
         self.key = key
         self.packets = [packet]
@@ -59,46 +59,67 @@ def _fold(total: int) -> int:
     return total
 
 
+def _mask(header_len: int, varying: tuple[tuple[int, int], ...]) -> int:
+    """An int mask over a header of `header_len` bytes, zero on the `varying` byte ranges."""
+    mask = bytearray(b"\xff" * header_len)
+    for start, stop in varying:
+        mask[start:stop] = bytes(stop - start)
+    return int.from_bytes(mask, "big")
+
+
+# Bytes that may differ between segments of one group. IPv4: total length, id, header
+# checksum, TCP seq, flags (checked apart), TCP checksum. IPv6: payload length, seq, flags, csum.
+_V4_VARYING = ((2, 6), (10, 12), (24, 28), (33, 34), (36, 38))
+_V6_VARYING = ((4, 6), (44, 48), (53, 54), (56, 58))
+_V4_MASKS = {20 + doff: _mask(20 + doff, _V4_VARYING) for doff in range(20, 64, 4)}
+_V6_MASKS = {40 + doff: _mask(40 + doff, _V6_VARYING) for doff in range(20, 64, 4)}
+
+
 def coalesce(packets: list[bytes]) -> list[Write]:
-    """Group `packets` into writev iovec lists (vnet header first), keeping flow order."""
+    """Group `packets` into writev iovec lists (vnet header first), keeping flow order.
+
+    Per packet: the header is read as one big int; masking out the fields that may differ
+    and comparing with the group's first header checks every "same" rule at once.
+    """
     out: list = []  # _Group or a single packet
     groups: dict[bytes, _Group] = {}
+    from_bytes = int.from_bytes
+    v4_masks, v6_masks = _V4_MASKS, _V6_MASKS
     for packet in packets:
         size = len(packet)
         first = packet[0] if size else 0
         if first == 0x45 and size > 40 and packet[9] == 6 and packet[6] & 0x3F == 0 \
                 and packet[7] == 0:
-            doff = (packet[32] >> 4) << 2
-            header_len = 20 + doff
+            header_len = 20 + ((packet[32] >> 4) << 2)
+            mask = v4_masks.get(header_len)
             flags = packet[33]
-            key = packet[0:2] + packet[6:10] + packet[12:24] + packet[28:33] \
-                + packet[34:36] + packet[38:header_len]
-            seq_at = 24
+            flow = packet[12:24]
             v6 = False
         elif first >> 4 == 6 and size > 60 and packet[6] == 6:
-            doff = (packet[52] >> 4) << 2
-            header_len = 40 + doff
+            header_len = 40 + ((packet[52] >> 4) << 2)
+            mask = v6_masks.get(header_len)
             flags = packet[53]
-            key = packet[0:4] + packet[6:44] + packet[48:53] + packet[54:56] \
-                + packet[58:header_len]
-            seq_at = 44
+            flow = packet[8:44]
             v6 = True
         else:
             groups.clear()
             out.append(packet)
             continue
         payload = size - header_len
-        if doff < 20 or payload <= 0 or flags & ~_TCP_PSH != _TCP_ACK:
+        if mask is None or payload <= 0 or flags & ~_TCP_PSH != _TCP_ACK:
             groups.clear()
             out.append(packet)
             continue
-        seq = int.from_bytes(packet[seq_at : seq_at + 4], "big")
+        header = from_bytes(packet[:header_len], "big")
+        seq = (header >> ((header_len - (48 if v6 else 28)) << 3)) & 0xFFFFFFFF
+        fixed = header & mask
         push = flags & _TCP_PSH
-        group = groups.get(key)
+        group = groups.get(flow)
         if (
             group is not None
             and group.open
             and seq == group.next_seq
+            and fixed == group.key
             and payload <= group.segment
             and header_len + group.payload + payload <= MAX_SUPER_PACKET
         ):
@@ -108,8 +129,8 @@ def coalesce(packets: list[bytes]) -> list[Write]:
             if payload < group.segment or push:
                 group.open = False
             continue
-        group = _Group(key, packet, header_len, payload, seq, v6, not push)
-        groups[key] = group
+        group = _Group(fixed, packet, header_len, payload, seq, v6, not push)
+        groups[flow] = group
         out.append(group)
     return [_write_for(item) for item in out]
 
