@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -183,11 +182,12 @@ def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignor
 def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
     from wgpy.control.server import DeviceUapi, UapiServer
     from wgpy.core.device import Device
+    from wgpy.io.entropy import BufferedRandom
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.udp import UdpBind
 
     log.debug("Starting wgpy-daemon")
-    device = Device(rng=secrets.token_bytes)
+    device = Device(rng=BufferedRandom())
     # UDP GSO/GRO are used when the kernel has them; WGPY_UDP_OFFLOAD=0 turns them off
     # (for comparisons and for kernels that misbehave)
     offload = os.environ.get("WGPY_UDP_OFFLOAD", "1") != "0"
