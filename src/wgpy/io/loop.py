@@ -38,6 +38,7 @@ HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow 
 class TunLike(Protocol):
     def fileno(self) -> int: ...
     def read_packet(self) -> bytes | None: ...
+    def read_batch(self, limit: int) -> list[bytes]: ...
     def write_packet(self, packet: bytes) -> None: ...
     def write_batch(self, packets: list[bytes]) -> None: ...
     def close(self) -> None: ...
@@ -158,17 +159,18 @@ class DeviceLoop:
     # --- the hot path ---------------------------------------------------------------
 
     def _on_tun_readable(self) -> None:
-        now = self.clock()
-        read_packet = self.tun.read_packet
-        send_packet = self.device.send_packet
         try:
-            for _ in range(self.batch):
-                packet = read_packet()
-                if packet is None:
-                    break
-                send_packet(packet, now)
+            packets = self.tun.read_batch(self.batch)
         except LinkGone:
             self.stop("link deleted")
+            return
+        now = self.clock()
+        send_packet = self.device.send_packet
+        for packet in packets:
+            try:
+                send_packet(packet, now)
+            except Exception:  # as on the network side: one bad packet never stops the loop
+                log.exception("core raised on a packet from the TUN")
         self._flush()
 
     def _udp_reader(self, sock: Any) -> Callback:

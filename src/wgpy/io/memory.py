@@ -85,6 +85,15 @@ class MemoryTun:
         self._wake.disarm()
         return None
 
+    def read_batch(self, limit: int) -> list[bytes]:
+        packets = []
+        for _ in range(limit):
+            packet = self.read_packet()
+            if packet is None:
+                break
+            packets.append(packet)
+        return packets
+
     def write_packet(self, packet: bytes) -> None:
         if self.deleted:
             raise LinkGone(self.name)

@@ -151,6 +151,29 @@ class TunDevice:
             raise
         return data[VNET_HDR_LEN:] if self.vnet_hdr else data
 
+    def read_batch(self, limit: int) -> list[bytes]:
+        """Up to `limit` IP packets, fewer when the queue runs dry (one call per batch)."""
+        packets: list[bytes] = []
+        append = packets.append
+        read = os.read
+        fd = self.fd
+        try:
+            if self.vnet_hdr:
+                for _ in range(limit):
+                    append(read(fd, MAX_PACKET)[VNET_HDR_LEN:])
+            else:
+                for _ in range(limit):
+                    append(read(fd, MAX_PACKET))
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            if e.errno in _LINK_GONE_ERRNOS:
+                if packets:
+                    return packets  # deliver what we have; the next read reports it
+                raise LinkGone(self.name) from None
+            raise
+        return packets
+
     def read_raw(self) -> bytes | None:
         """One read as the kernel delivers it (vnet header included), None when empty."""
         try:
