@@ -433,3 +433,17 @@ def test_fwmark_marks_the_tunnel_traffic(topo: Topology) -> None:
     before = marked_packets()
     end_a.ns.ping(end_b.ip4, count=2)
     assert marked_packets() == before
+
+
+def test_link_down_drops_packets_and_up_resumes(topo: Topology) -> None:
+    """A down TUN refuses writes (EIO); the daemon must not take that for a deleted link."""
+    end_a, end_b = make_pair(topo, ("wireguard-go", "wgpy"))
+    end_a.ns.ping(end_b.ip4, count=1)
+    end_b.ns.run(["ip", "link", "set", end_b.ifname, "down"])
+    result = end_a.ns.run(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", end_b.ip4],
+                          check=False)
+    assert result.returncode != 0
+    end_b.ns.run(["ip", "link", "set", end_b.ifname, "up"])
+    end_b.ns.run(["ip", "route", "replace", "10.77.0.0/24", "dev", end_b.ifname])
+    end_a.ns.ping(end_b.ip4)
+    assert topo.wg(end_b.ns, "show", end_b.ifname).returncode == 0

@@ -81,6 +81,9 @@ def _tun_roundtrip(vnet_hdr: bool) -> None:
     assert tun_linux.get_mtu("wgdtun0") == 1420
     assert tun.vnet_hdr == vnet_hdr
     assert tun.read_packet() is None  # non-blocking
+    # while the link is down the kernel refuses writes (EIO): dropped, not "link gone"
+    tun.write_packet(icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1])))
+    tun.write_batch([icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1]))] * 2)
     subprocess.run(["ip", "addr", "add", "10.7.0.1/24", "dev", "wgdtun0"], check=True)
     subprocess.run(["ip", "link", "set", "wgdtun0", "up"], check=True)
     # a ping from "the tunnel" to the interface's own address: the kernel answers into the TUN

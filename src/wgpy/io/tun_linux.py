@@ -43,8 +43,11 @@ VNET_HDR_LEN = 10  # struct virtio_net_hdr (without num_buffers)
 IFNAMSIZ = 16
 MAX_PACKET = 65535
 
-# errno values a read returns once the interface is gone
-_LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.EIO, errno.ENXIO, errno.ENODEV})
+# errno values once the interface is gone (the kernel detached our file: EBADFD)
+_LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV})
+# errno values of a write that drops one packet: EINVAL (not IPv4/IPv6, or a bad vnet header),
+# EIO (the interface is down: `ip link set down`, or not up yet under wg-quick)
+_DROPPED_WRITE_ERRNOS = frozenset({errno.EINVAL, errno.EIO})
 
 _ifreq_flags = struct.Struct(f"{IFNAMSIZ}sH22x")
 _ifreq_int = struct.Struct(f"{IFNAMSIZ}si20x")
@@ -197,7 +200,7 @@ class TunDevice:
         except OSError as e:
             if e.errno in _LINK_GONE_ERRNOS:
                 raise LinkGone(self.name) from None
-            if e.errno != errno.EINVAL:  # EINVAL: a packet the kernel refuses; dropped
+            if e.errno not in _DROPPED_WRITE_ERRNOS:
                 raise
 
     def write_batch(self, packets: list[bytes]) -> None:
@@ -218,7 +221,7 @@ class TunDevice:
             except OSError as e:
                 if e.errno in _LINK_GONE_ERRNOS:
                     raise LinkGone(self.name) from None
-                if e.errno != errno.EINVAL:
+                if e.errno not in _DROPPED_WRITE_ERRNOS:
                     raise
 
     def close(self) -> None:
