@@ -8,11 +8,13 @@ One thread, one selector (epoll), no locks. Each readiness event is handled as a
     deadline      -> dev.on_timer(now) when dev.next_deadline() has passed -> flush
 
 Batching is where the speed comes from: the core appends its outputs to lists and the loop hands
-a whole list to the socket layer at once, which is where UDP GSO (`UdpBind.send_batch`) and
-coalesced TUN writes plug in. The hot methods bind what they call to locals.
+a whole list to the IO objects at once, which is where the offloads plug in: UDP GSO
+(`UdpBind.send_batch`: one sendmsg per run of equal-sized datagrams), UDP GRO (`receive_batch`:
+one recvmsg for many datagrams) and GRO into the TUN (`TunDevice.write_batch`: one writev per run
+of TCP segments, see tun_gro.py). The hot methods bind what they call to locals.
 
 Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
-`add_reader`/`set_writer`.
+`add_reader`/`set_events`.
 """
 
 from __future__ import annotations
