@@ -31,32 +31,32 @@ class CryptoError(Exception):
 
 # --- hashing -----------------------------------------------------------------------
 
-def HASH(data: bytes) -> bytes:  # noqa: N802 - whitepaper name
+def HASH(data: bytes) -> bytes:
     return _blake2s(data).digest()
 
 
-def MAC(key: bytes, data: bytes) -> bytes:  # noqa: N802
+def MAC(key: bytes, data: bytes) -> bytes:
     """Keyed BLAKE2s with a 16-byte digest."""
     return _blake2s(data, digest_size=16, key=key).digest()
 
 
-def HMAC(key: bytes, data: bytes) -> bytes:  # noqa: N802
+def HMAC(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, _blake2s).digest()
 
 
-def KDF1(key: bytes, data: bytes) -> bytes:  # noqa: N802
+def KDF1(key: bytes, data: bytes) -> bytes:
     t0 = HMAC(key, data)
     return HMAC(t0, b"\x01")
 
 
-def KDF2(key: bytes, data: bytes) -> tuple[bytes, bytes]:  # noqa: N802
+def KDF2(key: bytes, data: bytes) -> tuple[bytes, bytes]:
     t0 = HMAC(key, data)
     t1 = HMAC(t0, b"\x01")
     t2 = HMAC(t0, t1 + b"\x02")
     return t1, t2
 
 
-def KDF3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:  # noqa: N802
+def KDF3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
     t0 = HMAC(key, data)
     t1 = HMAC(t0, b"\x01")
     t2 = HMAC(t0, t1 + b"\x02")

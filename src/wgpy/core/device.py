@@ -25,7 +25,6 @@ from wgpy.constants import (
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
     MESSAGE_INITIATION,
-    MESSAGE_RESPONSE,
     REJECT_AFTER_MESSAGES,
     REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,
@@ -235,9 +234,8 @@ class Device:
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
-        elif timer is Timer.PERSISTENT_KEEPALIVE:
-            if timers.persistent_keepalive:
-                self._send_keepalive(peer, now)
+        elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
+            self._send_keepalive(peer, now)
 
     def _any_authenticated_packet_sent(self, peer: Peer, now: float) -> None:
         peer.timers.deadlines[Timer.SEND_KEEPALIVE] = None
@@ -394,10 +392,11 @@ class Device:
     def send_packet(self, packet: bytes, now: float) -> None:
         """An IP packet read from the TUN: route it by destination and encrypt it."""
         length = len(packet)
+        peer: Peer | None
         if length >= 20 and packet[0] >> 4 == 4:
-            peer = self.allowed_ips.lookup_v4(packet[16:20])
+            peer = self.allowed_ips.lookup_v4(packet[16:20])  # type: ignore[assignment]
         elif length >= 40 and packet[0] >> 4 == 6:
-            peer = self.allowed_ips.lookup_v6(packet[24:40])
+            peer = self.allowed_ips.lookup_v6(packet[24:40])  # type: ignore[assignment]
         else:
             self.drops[DropReason.BAD_OUTGOING_PACKET] += 1
             return

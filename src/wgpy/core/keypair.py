@@ -17,8 +17,16 @@ from wgpy.core.replay import ReplayWindow
 
 class Keypair:
     __slots__ = (
-        "send_aead", "receive_aead", "sending_counter", "replay", "created",
-        "i_am_initiator", "local_index", "remote_index", "valid", "peer",
+        "created",
+        "i_am_initiator",
+        "local_index",
+        "peer",
+        "receive_aead",
+        "remote_index",
+        "replay",
+        "send_aead",
+        "sending_counter",
+        "valid",
     )
 
     def __init__(
@@ -53,7 +61,7 @@ class Keypair:
 class Keypairs:
     """previous / current / next, as in the kernel's noise_keypairs."""
 
-    __slots__ = ("previous", "current", "next")
+    __slots__ = ("current", "next", "previous")
 
     def __init__(self) -> None:
         self.previous: Keypair | None = None

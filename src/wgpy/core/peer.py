@@ -15,9 +15,20 @@ Endpoint = tuple[str, int]
 
 class Peer:
     __slots__ = (
-        "public_key", "handshake", "keypairs", "timers", "cookie_generator", "endpoint",
-        "staged", "rx_bytes", "tx_bytes", "last_handshake", "last_sent_handshake",
-        "handshake_index", "protocol_version", "__weakref__",
+        "__weakref__",
+        "cookie_generator",
+        "endpoint",
+        "handshake",
+        "handshake_index",
+        "keypairs",
+        "last_handshake",
+        "last_sent_handshake",
+        "protocol_version",
+        "public_key",
+        "rx_bytes",
+        "staged",
+        "timers",
+        "tx_bytes",
     )
 
     def __init__(self, public_key: bytes) -> None:

@@ -40,8 +40,12 @@ _INF = float("inf")
 
 class PeerTimers:
     __slots__ = (
-        "deadlines", "handshake_attempts", "need_another_keepalive",
-        "sent_lastminute_handshake", "scheduled_at", "persistent_keepalive",
+        "deadlines",
+        "handshake_attempts",
+        "need_another_keepalive",
+        "persistent_keepalive",
+        "scheduled_at",
+        "sent_lastminute_handshake",
     )
 
     def __init__(self) -> None:
