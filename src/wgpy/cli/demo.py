@@ -189,12 +189,21 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"ping {address} through the tunnel: {'ok' if good else 'FAILED'} ({summary})")
         state = UapiClient().get(lab_.interfaces[0])
         peer = state.peers[0]
+        endpoint = "(none)"
+        if peer.endpoint:
+            host, port = peer.endpoint
+            endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         _say(
             f"handshake: {'yes' if peer.last_handshake_sec else 'NO'}; "
-            f"peer {key_to_base64(peer.public_key)[:8]}... endpoint "
-            f"{peer.endpoint[0] if peer.endpoint else None}:{peer.endpoint[1] if peer.endpoint else ''}; "
+            f"peer {key_to_base64(peer.public_key)[:8]}... endpoint {endpoint}; "
             f"{peer.rx_bytes} B received, {peer.tx_bytes} B sent"
         )
+        _say(f"\n$ wgpy show {lab_.interfaces[0]}")
+        from wgpy.cli import wg
+
+        wg.main(["show", lab_.interfaces[0]], prog="wgpy")
+        sys.stdout.flush()
+        _say("")
         ok &= bool(peer.last_handshake_sec)
         _say("throughput: " + _throughput(lab_, args.seconds))
         _say("removing the namespaces and daemons")
