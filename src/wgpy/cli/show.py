@@ -272,15 +272,17 @@ def showconf(state: DeviceState) -> str:
 # -- JSON (wgpy only) -----------------------------------------------------------------------------
 
 
-def to_json(name: str, state: DeviceState, show_keys: bool) -> dict[str, Any]:
-    """One interface as the documented JSON object (README "JSON output")."""
+def to_json(name: str, state: DeviceState, show_keys: bool,
+            drops: dict[str, int] | None = None) -> dict[str, Any]:
+    """One interface as the documented JSON object (README "JSON output"); "drops" (packets
+    dropped, by reason) only when the daemon reports them (wgpy-daemon)."""
     def secret(key: bytes | None) -> str | None:
         if key is None:
             return None
         return b64(key) if show_keys else "(hidden)"
 
     pub = device_public_key(state)
-    return {
+    document = {
         "name": name,
         "public_key": b64(pub) if pub is not None else None,
         "private_key": secret(state.private_key),
@@ -303,3 +305,6 @@ def to_json(name: str, state: DeviceState, show_keys: bool) -> dict[str, Any]:
             for peer in sorted_peers(state.peers)
         ],
     }
+    if drops is not None:
+        document["drops"] = dict(sorted(drops.items()))
+    return document

@@ -232,7 +232,8 @@ def cmd_show_json(args: list[str]) -> int:
             io.err(f"Unable to access interface {name}: {os.strerror(err.errno or 0)}\n")
             status = 1
             continue
-        documents.append(fmt.to_json(name, state, show_keys))
+        drops = getattr(control, "drops", None)
+        documents.append(fmt.to_json(name, state, show_keys, drops(name) if drops else None))
     io.out(json.dumps({"interfaces": documents}, indent=2) + "\n")
     return status
 

@@ -116,6 +116,19 @@ class UapiClient:
         if status:
             raise UapiError(status, os.strerror(status))
 
+    def drops(self, ifname: str) -> dict[str, int] | None:
+        """wgpy's drop counters (control/stats.py); None when the daemon does not answer the
+        request (wireguard-go hangs up on it)."""
+        from wgpy.control.stats import STATS_REQUEST, parse_stats
+
+        answer = self._exchange(ifname, STATS_REQUEST)
+        if not answer:
+            return None
+        counters, status = parse_stats(answer)
+        if status:
+            raise UapiError(status, os.strerror(status))
+        return counters
+
 
 def _read_response(sock: socket.socket) -> str:
     """Read up to and including the first blank line (every answer ends "errno=N", blank)."""
@@ -180,6 +193,17 @@ class DeviceControl:
             backend.set(ifname, request)
         except UapiError as err:
             raise _oserror(err.errno) from None
+
+    def drops(self, ifname: str) -> dict[str, int] | None:
+        """Drop counters of a wgpy-daemon; None for other daemons and kernel interfaces."""
+        from wgpy.control.stats import StatsError
+
+        if not self.uapi.has_interface(ifname):
+            return None
+        try:
+            return self.uapi.drops(ifname)
+        except (OSError, UapiError, StatsError):
+            return None
 
     def list_interfaces(self) -> list[str]:
         """Kernel interfaces first, then userspace ones — wg's order."""

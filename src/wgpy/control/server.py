@@ -9,6 +9,9 @@ Protocol (https://www.wireguard.com/xplatform/), as wireguard-go serves it:
   closes its side before the blank line, what arrived is applied (as wireguard-go's scanner
   does at EOF).
 - Any other first line closes the connection without an answer.
+- wgpy only: `wgpy_stats=1\n\n` is answered like a get, with `drop_<reason>=<count>` lines
+  (control/stats.py). wireguard-go closes the connection on it, so a client tells support apart
+  and the real `wg`, which never sends it, sees nothing new.
 
 The whole request is parsed before anything is applied (see control/apply.py), so a refused
 request changes nothing. The listening socket is non-blocking and served by the device's event
@@ -202,6 +205,19 @@ class UapiServer:
                     self._answer(conn, errno.EIO)  # unexpected; never kill the loop
                     continue
                 conn.outbuf += text.encode()
+            elif operation == b"wgpy_stats=1\n" and hasattr(self.handler, "handle_stats"):
+                if len(buf) < newline + 2:
+                    break
+                following = buf[newline + 1]
+                del buf[: newline + 2]
+                if following != 0x0A:
+                    self._answer(conn, errno.EINVAL)
+                    continue
+                try:
+                    conn.outbuf += self.handler.handle_stats().encode()
+                except Exception:
+                    log.exception("UAPI wgpy_stats failed")
+                    self._answer(conn, errno.EIO)
             elif operation == b"set=1\n":
                 if buf[newline + 1 : newline + 2] == b"\n":
                     body_end, consumed = newline + 1, newline + 2
@@ -283,6 +299,11 @@ class DeviceUapi:
         from wgpy.control.uapi import format_get
 
         return format_get(device_state(self.device))
+
+    def handle_stats(self) -> str:
+        from wgpy.control.stats import format_stats
+
+        return format_stats(self.device.drops)
 
     def handle_set(self, body: str) -> int:
         from wgpy.control.apply import ApplyError, apply_set
