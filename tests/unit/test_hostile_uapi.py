@@ -9,8 +9,8 @@ and no request may raise or leave the server without an answer.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import errno
+import ipaddress
 import secrets
 import socket
 import threading

@@ -282,7 +282,7 @@ def to_json(name: str, state: DeviceState, show_keys: bool,
         return b64(key) if show_keys else "(hidden)"
 
     pub = device_public_key(state)
-    document = {
+    document: dict[str, Any] = {
         "name": name,
         "public_key": b64(pub) if pub is not None else None,
         "private_key": secret(state.private_key),
