@@ -117,10 +117,57 @@ def test_interleaved_flows_are_grouped_per_flow_in_order_of_first_packet() -> No
 
 
 def test_a_non_candidate_ends_open_groups_so_order_is_kept() -> None:
-    udp = bytes([0x45]) + bytes(8) + bytes([17]) + bytes(30)
-    packets = [tcp4(b"a" * 100, 0), udp, tcp4(b"a" * 100, 100)]
+    icmp = bytes([0x45]) + bytes(8) + bytes([1]) + bytes(30)
+    packets = [tcp4(b"a" * 100, 0), icmp, tcp4(b"a" * 100, 100)]
     writes = coalesce(packets)
     assert [w[1] for w in writes] == packets
+
+
+def udp4(payload: bytes, sport: int = 1234, dst: str = "10.7.0.1") -> bytes:
+    src_b, dst_b = socket.inet_aton("10.7.0.2"), socket.inet_aton(dst)
+    udp = struct.pack("!HHHH", sport, 6000, 8 + len(payload), 0)
+    pseudo = src_b + dst_b + struct.pack("!BBH", 0, 17, len(udp) + len(payload))
+    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp + payload)) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 7, 0x4000, 64, 17, 0,
+                     src_b, dst_b)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return ip + udp + payload
+
+
+def udp6(payload: bytes) -> bytes:
+    src_b = socket.inet_pton(socket.AF_INET6, "fd07::2")
+    dst_b = socket.inet_pton(socket.AF_INET6, "fd07::1")
+    udp = struct.pack("!HHHH", 1234, 6000, 8 + len(payload), 0)
+    pseudo = src_b + dst_b + struct.pack("!I3xB", len(udp) + len(payload), 17)
+    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp + payload)) + udp[8:]
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(udp) + len(payload), 17, 64, src_b, dst_b)
+    return ip + udp + payload
+
+
+def test_udp_datagrams_of_a_flow_become_one_udp_gso_packet() -> None:
+    payloads = [bytes([i]) * 1000 for i in range(6)] + [b"end" * 100]
+    (write,) = coalesce([udp4(p) for p in payloads])
+    assert vnet(write) == (tun_gro.VNET_HDR_F_NEEDS_CSUM, tun_gro.VNET_HDR_GSO_UDP_L4, 28, 1000,
+                           20, 6)
+    packet = joined(write)
+    assert packet[28:] == b"".join(payloads)
+    assert struct.unpack("!H", packet[2:4])[0] == len(packet)
+    assert struct.unpack("!H", packet[24:26])[0] == len(packet) - 20
+    assert checksum(packet[:20]) == 0
+    (write6,) = coalesce([udp6(b"q" * 500) for _ in range(4)])
+    assert vnet(write6)[1:4] == (tun_gro.VNET_HDR_GSO_UDP_L4, 48, 500)
+    assert struct.unpack("!H", joined(write6)[4:6])[0] == 8 + 2000
+
+
+def test_udp_groups_split_by_flow_size_and_count() -> None:
+    mixed = [udp4(b"a" * 100, sport=1), udp4(b"b" * 100, sport=2), udp4(b"a" * 100, sport=1)]
+    assert [len(joined(w)) - 28 for w in coalesce(mixed)] == [200, 100]
+    growing = [udp4(b"a" * 100), udp4(b"a" * 200)]  # a longer one cannot follow
+    assert len(coalesce(growing)) == 2
+    many = [udp4(b"m" * 10) for _ in range(100)]
+    assert [len(joined(w)) - 28 for w in coalesce(many)] == [640, 360]
+    tcp_and_udp = [tcp4(b"t" * 100, 0), udp4(b"u" * 100), tcp4(b"t" * 100, 100)]
+    assert len(coalesce(tcp_and_udp)) == 2  # separate groups, each flow in order
 
 
 @pytest.mark.parametrize("flags", [SYN | ACK, FIN | ACK, ACK | 0x04, ACK | 0x40, 0])
@@ -148,7 +195,7 @@ CLONE_NEWNET = 0x40000000
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
-def test_kernel_accepts_a_coalesced_write_into_a_tcp_connection() -> None:
+def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
     from test_io_kernel import in_new_netns
 
     from wgpy.io.tun_linux import TunDevice
@@ -186,6 +233,19 @@ def test_kernel_accepts_a_coalesced_write_into_a_tcp_connection() -> None:
         assert received == b"".join(data)
         conn.close()
         listener.close()
+        # UDP: one coalesced write arrives as the original datagrams, v4 and v6
+        subprocess.run(["ip", "addr", "add", "fd07::1/64", "dev", "wgdgro0", "nodad"], check=True)
+        for family, address, build in ((socket.AF_INET, "10.7.0.1", udp4),
+                                       (socket.AF_INET6, "fd07::1", udp6)):
+            receiver = socket.socket(family, socket.SOCK_DGRAM)
+            receiver.bind((address, 6000))
+            receiver.settimeout(2)
+            datagrams = [os.urandom(700) for _ in range(9)] + [b"last"]
+            packets = [build(d) for d in datagrams]
+            assert len(coalesce(packets)) == 1
+            tun.write_batch(packets)
+            assert [receiver.recv(2000) for _ in datagrams] == datagrams
+            receiver.close()
         tun.close()
 
     in_new_netns(body)

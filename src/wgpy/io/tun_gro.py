@@ -13,6 +13,10 @@ offload_linux.go) does the same; the rules here are the conservative subset:
 - Sequence numbers contiguous; every segment as long as the first except the last, which may
   be shorter; a shorter segment or PSH ends the group; at most 64 KB in all.
 
+UDP datagrams of one flow (same addresses, ports, TOS/TTL/DF or traffic class/hop limit; all as
+long as the first except the last; at most 64) are coalesced the same way as one UDP GSO
+packet (VIRTIO_NET_HDR_GSO_UDP_L4): the kernel cuts it back into the original datagrams in C.
+
 Anything else is written as it came, and a packet that is not a candidate ends every open
 group, so the order of packets within a flow never changes. The super-packet's checksum field
 holds the pseudo-header sum (CHECKSUM_PARTIAL, as a NIC expects it); the kernel treats a
@@ -26,6 +30,8 @@ import struct
 VNET_HDR_F_NEEDS_CSUM = 1
 VNET_HDR_GSO_TCPV4 = 1
 VNET_HDR_GSO_TCPV6 = 4
+VNET_HDR_GSO_UDP_L4 = 5
+MAX_UDP_SEGMENTS = 64  # the kernel's UDP_MAX_SEGMENTS
 MAX_SUPER_PACKET = 65535
 _TCP_ACK = 0x10
 _TCP_PSH = 0x08
@@ -39,10 +45,12 @@ Write = list
 
 
 class _Group:
-    __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment", "v6")
+    __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment",
+                 "udp", "v6")
 
     def __init__(self, key: int, packet: bytes, header_len: int, payload: int, seq: int,
-                 v6: bool, open_: bool) -> None:
+                 v6: bool, open_: bool, udp: bool = False) -> None:
+        self.udp = udp
         self.key = key
         self.packets = [packet]
         self.header_len = header_len
@@ -73,6 +81,10 @@ _V4_VARYING = ((2, 6), (10, 12), (24, 28), (33, 34), (36, 38))
 _V6_VARYING = ((4, 6), (44, 48), (53, 54), (56, 58))
 _V4_MASKS = {20 + doff: _mask(20 + doff, _V4_VARYING) for doff in range(20, 64, 4)}
 _V6_MASKS = {40 + doff: _mask(40 + doff, _V6_VARYING) for doff in range(20, 64, 4)}
+# UDP: IPv4 total length, id, header checksum, UDP length and checksum; IPv6 payload length,
+# UDP length and checksum.
+_V4_UDP_MASK = _mask(28, ((2, 6), (10, 12), (24, 28)))
+_V6_UDP_MASK = _mask(48, ((4, 6), (44, 48)))
 
 
 def coalesce(packets: list[bytes]) -> list[Write]:
@@ -83,11 +95,20 @@ def coalesce(packets: list[bytes]) -> list[Write]:
     """
     out: list = []  # _Group or a single packet
     groups: dict[bytes, _Group] = {}
+    udp_groups: dict[bytes, _Group] = {}
     from_bytes = int.from_bytes
     v4_masks, v6_masks = _V4_MASKS, _V6_MASKS
     for packet in packets:
         size = len(packet)
         first = packet[0] if size else 0
+        if first == 0x45 and size > 28 and packet[9] == 17 and packet[6] & 0x3F == 0 \
+                and packet[7] == 0 and (packet[24] << 8 | packet[25]) == size - 20:
+            _add_udp(out, udp_groups, packet, 28, packet[12:24], _V4_UDP_MASK, False)
+            continue
+        if first >> 4 == 6 and size > 48 and packet[6] == 17 \
+                and (packet[44] << 8 | packet[45]) == size - 40:
+            _add_udp(out, udp_groups, packet, 48, packet[8:44], _V6_UDP_MASK, True)
+            continue
         if first == 0x45 and size > 40 and packet[9] == 6 and packet[6] & 0x3F == 0 \
                 and packet[7] == 0:
             header_len = 20 + ((packet[32] >> 4) << 2)
@@ -103,11 +124,13 @@ def coalesce(packets: list[bytes]) -> list[Write]:
             v6 = True
         else:
             groups.clear()
+            udp_groups.clear()
             out.append(packet)
             continue
         payload = size - header_len
         if mask is None or payload <= 0 or flags & ~_TCP_PSH != _TCP_ACK:
             groups.clear()
+            udp_groups.clear()
             out.append(packet)
             continue
         header = from_bytes(packet[:header_len], "big")
@@ -135,6 +158,29 @@ def coalesce(packets: list[bytes]) -> list[Write]:
     return [_write_for(item) for item in out]
 
 
+def _add_udp(out: list, groups: dict[bytes, _Group], packet: bytes, header_len: int,
+             flow: bytes, mask: int, v6: bool) -> None:
+    payload = len(packet) - header_len
+    fixed = int.from_bytes(packet[:header_len], "big") & mask
+    group = groups.get(flow)
+    if (
+        group is not None
+        and group.open
+        and fixed == group.key
+        and payload <= group.segment
+        and len(group.packets) < MAX_UDP_SEGMENTS
+        and header_len + group.payload + payload <= MAX_SUPER_PACKET
+    ):
+        group.packets.append(packet)
+        group.payload += payload
+        if payload < group.segment:
+            group.open = False
+        return
+    group = _Group(fixed, packet, header_len, payload, 0, v6, payload > 0, udp=True)
+    groups[flow] = group
+    out.append(group)
+
+
 def _write_for(item: _Group | bytes) -> Write:
     if item.__class__ is not _Group:
         return [_ZERO_VNET_HDR, item]
@@ -144,6 +190,8 @@ def _write_for(item: _Group | bytes) -> Write:
         return [_ZERO_VNET_HDR, packets[0]]
     header_len = group.header_len
     header = bytearray(packets[0][:header_len])
+    if group.udp:
+        return _udp_write(group, header)
     last_flags = packets[-1][53 if group.v6 else 33]
     if group.v6:
         tcp_len = header_len - 40 + group.payload
@@ -167,5 +215,28 @@ def _write_for(item: _Group | bytes) -> Write:
                           csum_start, 16)
     write: Write = [vnet, header]
     for packet in packets:
+        write.append(memoryview(packet)[header_len:])
+    return write
+
+
+def _udp_write(group: _Group, header: bytearray) -> Write:
+    header_len = group.header_len
+    udp_len = 8 + group.payload
+    if group.v6:
+        header[4:6] = udp_len.to_bytes(2, "big")
+        pseudo = sum(struct.unpack_from("!16H", header, 8)) + 17 + udp_len
+        csum_start = 40
+    else:
+        header[2:4] = (20 + udp_len).to_bytes(2, "big")
+        header[10:12] = b"\0\0"
+        header[10:12] = (~_fold(sum(_ipv4_words.unpack_from(header))) & 0xFFFF).to_bytes(2, "big")
+        pseudo = sum(struct.unpack_from("!4H", header, 12)) + 17 + udp_len
+        csum_start = 20
+    header[csum_start + 4 : csum_start + 6] = udp_len.to_bytes(2, "big")
+    header[csum_start + 6 : csum_start + 8] = _fold(pseudo).to_bytes(2, "big")
+    vnet = _vnet_hdr.pack(VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_UDP_L4, header_len, group.segment,
+                          csum_start, 6)
+    write: Write = [vnet, header]
+    for packet in group.packets:
         write.append(memoryview(packet)[header_len:])
     return write
