@@ -146,7 +146,7 @@ def udp6(payload: bytes) -> bytes:
 
 def test_udp_datagrams_of_a_flow_become_one_udp_gso_packet() -> None:
     payloads = [bytes([i]) * 1000 for i in range(6)] + [b"end" * 100]
-    (write,) = coalesce([udp4(p) for p in payloads])
+    (write,) = coalesce([udp4(p) for p in payloads], udp=True)
     assert vnet(write) == (tun_gro.VNET_HDR_F_NEEDS_CSUM, tun_gro.VNET_HDR_GSO_UDP_L4, 28, 1000,
                            20, 6)
     packet = joined(write)
@@ -154,20 +154,25 @@ def test_udp_datagrams_of_a_flow_become_one_udp_gso_packet() -> None:
     assert struct.unpack("!H", packet[2:4])[0] == len(packet)
     assert struct.unpack("!H", packet[24:26])[0] == len(packet) - 20
     assert checksum(packet[:20]) == 0
-    (write6,) = coalesce([udp6(b"q" * 500) for _ in range(4)])
+    (write6,) = coalesce([udp6(b"q" * 500) for _ in range(4)], udp=True)
     assert vnet(write6)[1:4] == (tun_gro.VNET_HDR_GSO_UDP_L4, 48, 500)
     assert struct.unpack("!H", joined(write6)[4:6])[0] == 8 + 2000
 
 
+def test_udp_is_left_alone_unless_asked_for() -> None:
+    packets = [udp4(b"a" * 100) for _ in range(3)]
+    assert [w[1] for w in coalesce(packets)] == packets
+
+
 def test_udp_groups_split_by_flow_size_and_count() -> None:
     mixed = [udp4(b"a" * 100, sport=1), udp4(b"b" * 100, sport=2), udp4(b"a" * 100, sport=1)]
-    assert [len(joined(w)) - 28 for w in coalesce(mixed)] == [200, 100]
+    assert [len(joined(w)) - 28 for w in coalesce(mixed, udp=True)] == [200, 100]
     growing = [udp4(b"a" * 100), udp4(b"a" * 200)]  # a longer one cannot follow
-    assert len(coalesce(growing)) == 2
+    assert len(coalesce(growing, udp=True)) == 2
     many = [udp4(b"m" * 10) for _ in range(100)]
-    assert [len(joined(w)) - 28 for w in coalesce(many)] == [640, 360]
+    assert [len(joined(w)) - 28 for w in coalesce(many, udp=True)] == [640, 360]
     tcp_and_udp = [tcp4(b"t" * 100, 0), udp4(b"u" * 100), tcp4(b"t" * 100, 100)]
-    assert len(coalesce(tcp_and_udp)) == 2  # separate groups, each flow in order
+    assert len(coalesce(tcp_and_udp, udp=True)) == 2  # separate groups, each flow in order
 
 
 @pytest.mark.parametrize("flags", [SYN | ACK, FIN | ACK, ACK | 0x04, ACK | 0x40, 0])
@@ -242,7 +247,8 @@ def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
             receiver.settimeout(2)
             datagrams = [os.urandom(700) for _ in range(9)] + [b"last"]
             packets = [build(d) for d in datagrams]
-            assert len(coalesce(packets)) == 1
+            assert len(coalesce(packets, udp=True)) == 1
+            tun.udp_gro = True
             tun.write_batch(packets)
             assert [receiver.recv(2000) for _ in datagrams] == datagrams
             receiver.close()
