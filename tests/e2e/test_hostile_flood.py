@@ -169,3 +169,81 @@ def test_initiation_flood_at_full_speed(topo: Topology) -> None:
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_KB
     time.sleep(1.5)
     site.client.ns.ping(site.server.ip4)
+
+
+SNIFFER = r"""
+import socket, struct, sys, time
+port, want, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+sock.bind((sys.argv[1], 0))
+sock.settimeout(0.2)
+found, end = [], time.monotonic() + seconds
+while len(found) < want and time.monotonic() < end:
+    try:
+        frame = sock.recv(65535)
+    except TimeoutError:
+        continue
+    if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        continue
+    ihl = (frame[14] & 15) * 4
+    udp = frame[14 + ihl:]
+    if struct.unpack("!H", udp[2:4])[0] == port and udp[8:9] == b"\x04" and len(udp) > 40:
+        found.append(udp[8:].hex())
+print("\n".join(found))
+"""
+
+
+def capture_transport(topo: Topology, ns: Netns, ifname: str, port: int, traffic) -> list[str]:
+    """Real transport datagrams to `port`, seen on ifname in ns while `traffic()` runs."""
+    sniffer = topo._popen(ns, [sys.executable, "-c", SNIFFER, ifname, str(port), "12", "8"])
+    time.sleep(0.3)
+    traffic()
+    sniffer.wait(timeout=15)
+    return [line for line in topo.log_of(sniffer).split() if line]
+
+
+def test_malformed_and_replayed_datagrams_change_nothing(topo: Topology) -> None:
+    """Datagrams of every wrong shape, then the established peer's own transport packets
+    replayed from the attacker's address: dropped with a reason, the tunnel keeps working and
+    the peer's endpoint does not move."""
+    site = Site(topo)
+    c_veth = site.c.run(["ip", "-o", "link", "show", "type", "veth"]).stdout.split(":")[1]
+    c_veth = c_veth.strip().split("@")[0]
+    captured = capture_transport(topo, site.c, c_veth, site.server.listen_port,
+                                 lambda: site.client.ns.ping(site.server.ip4, count=12,
+                                                             interval=0.05))
+    assert len(captured) >= 6, captured
+    packets = topo.write_file("\n".join(captured) + "\n", name="replay")
+    endpoint_before = site.endpoint_of(site.client)
+    assert endpoint_before == f"192.168.80.2:{site.client.listen_port}"
+    peers_before = topo.wg(site.s, "show", site.s_if, "allowed-ips").stdout
+    drops_before = site.drops()
+
+    results = {}
+    for kind, extra in (("malformed", ()), ("replay", ("--packets", str(packets)))):
+        attacker = flood(topo, site.x, kind, "192.168.82.1", site.server.listen_port,
+                         seconds=2.5, extra=extra)
+        time.sleep(0.3)
+        ping = site.c.run(["ping", "-n", "-q", "-i", "0.1", "-c", "15", "-W", "1",
+                           site.server.ip4], check=False)
+        results[kind] = (flood_result(topo, attacker), ping.stdout.strip().splitlines()[-2])
+        assert site.endpoint_of(site.client) == endpoint_before, kind
+    drops = site.drops()
+    print(f"\n{results}\ndrops: {drops}")
+
+    def grew(reason: str) -> int:
+        return drops.get(reason, 0) - drops_before.get(reason, 0)
+
+    for kind, (flooded, ping_line) in results.items():
+        assert flooded["rate"] > 1000, flooded
+        received = int(re.search(r"(\d+) received", ping_line).group(1))
+        assert received >= 10, (kind, ping_line)
+    for reason in ("empty", "unknown_type", "bad_size", "bad_reserved", "bad_mac1",
+                   "unknown_receiver"):
+        assert grew(reason) > 0, (reason, drops)
+    assert grew("replayed_counter") >= results["replay"][0]["sent"] // 2, drops
+    assert grew("decrypt_data") == 0 and grew("decrypt_handshake") == 0, drops
+    assert site.endpoint_of(site.client) == endpoint_before
+    assert topo.wg(site.s, "show", site.s_if, "allowed-ips").stdout == peers_before
+    site.client.ns.ping(site.server.ip4)
+    site.server.ns.ping(site.client.ip4)
