@@ -10,8 +10,9 @@ command returns, the interface exists and the socket accepts connections; `wg se
 after cannot miss it. The copy's stdio is /dev/null unless LOG_LEVEL asks for logs.
 
 LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. WGPY_UDP_OFFLOAD=0 turns
-off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them). Exit status as
-wireguard-go: 0 after a clean run or after printing the usage, 1 when setup fails.
+off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them).
+Exit status as wireguard-go: 0 after a clean run or after printing the usage, 1 when setup
+fails.
 The daemon exits, removing its socket, on SIGTERM/SIGINT, when the interface is deleted and
 when its socket file is deleted.
 """
@@ -21,11 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from wgpy.constants import DEFAULT_MTU
+
+if TYPE_CHECKING:
+    from wgpy.io.tun_linux import TunDevice
 
 EXIT_SETUP_SUCCESS = 0
 EXIT_SETUP_FAILED = 1
@@ -118,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     try:
         if os.environ.get(ENV_UAPI_FD):
-            import socket
-
             fd = int(os.environ[ENV_UAPI_FD])
             listener = socket.socket(fileno=fd)
             os.set_inheritable(fd, False)
@@ -158,7 +162,7 @@ def _daemonize(argv: list[str], tun_fd: int, uapi_fd: int, level: int | None) ->
     return EXIT_SETUP_SUCCESS
 
 
-def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
+def run_foreground(ifname: str, tun: TunDevice, listener: socket.socket, path: str) -> int:
     """Serve until stopped. Whatever happens, our socket file is removed and the TUN closed
     (closing the last fd of a non-persistent TUN deletes the interface)."""
     try:
@@ -179,7 +183,7 @@ def run_foreground(ifname: str, tun, listener, path: str) -> int:  # type: ignor
         tun.close()
 
 
-def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
+def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
     from wgpy.control.server import DeviceUapi, UapiServer
     from wgpy.core.device import Device
     from wgpy.io.entropy import BufferedRandom
@@ -198,7 +202,7 @@ def _serve(tun, listener, path: str) -> int:  # type: ignore[no-untyped-def]
         log.error("Failed to bind UDP: %s", e)
         return EXIT_SETUP_FAILED
     loop = DeviceLoop(device, tun, net, clock=time.monotonic)
-    handler = DeviceUapi(device, loop, time.monotonic, after_set=loop._flush)
+    handler = DeviceUapi(device, loop, time.monotonic, after_set=loop.flush)
     server = UapiServer(listener, path, handler, loop)
 
     def check_socket() -> None:

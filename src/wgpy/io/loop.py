@@ -173,7 +173,7 @@ class DeviceLoop:
                 send_packet(packet, now)
             except Exception:  # as on the network side: one bad packet never stops the loop
                 log.exception("core raised on a packet from the TUN")
-        self._flush()
+        self.flush()
 
     def _udp_reader(self, sock: Any) -> Callback:
         def on_udp_readable() -> None:
@@ -187,11 +187,12 @@ class DeviceLoop:
                 except Exception:  # the core must not raise on input; never let it kill us
                     log.exception("core raised on a received datagram")
             batch.clear()
-            self._flush()
+            self.flush()
 
         return on_udp_readable
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand the Device's outputs to the sockets and the TUN."""
         device = self.device
         if device.to_network:
             datagrams = device.to_network
@@ -237,12 +238,12 @@ class DeviceLoop:
                 device.on_timer(now)
             except Exception:
                 log.exception("core raised in on_timer")
-            self._flush()
+            self.flush()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._housekeeping()
         if device.to_network or device.to_tun:  # e.g. produced by a configuration call
-            self._flush()
+            self.flush()
 
     def _housekeeping(self) -> None:
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
