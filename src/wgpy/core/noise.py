@@ -41,20 +41,21 @@ class HandshakeState(enum.Enum):
 class StaticIdentity:
     """The device's own static keypair."""
 
-    private_key: bytes
+    private_key: bytes = field(repr=False)  # secrets never in a repr (logs, tracebacks)
     public_key: bytes
 
 
 @dataclass
 class Handshake:
     remote_static: bytes
-    preshared_key: bytes = ZERO_KEY
+    # secret fields are left out of the repr, which may end up in a log or a traceback
+    preshared_key: bytes = field(default=ZERO_KEY, repr=False)
     # DH(S_priv_local, S_pub_remote), precomputed when either key changes (kernel does the same)
-    precomputed_static_static: bytes | None = None
+    precomputed_static_static: bytes | None = field(default=None, repr=False)
     state: HandshakeState = HandshakeState.ZEROED
-    chaining_key: bytes = b""
+    chaining_key: bytes = field(default=b"", repr=False)
     hash: bytes = b""
-    ephemeral_private: bytes = b""
+    ephemeral_private: bytes = field(default=b"", repr=False)
     remote_ephemeral: bytes = b""
     local_index: int = 0
     remote_index: int = 0
@@ -135,7 +136,7 @@ class ConsumedInitiation:
     """An authenticated initiation, not yet applied to its peer's handshake record."""
 
     remote_static: bytes
-    chaining_key: bytes
+    chaining_key: bytes = field(repr=False)
     hash: bytes
     remote_ephemeral: bytes
     sender_index: int
@@ -233,7 +234,7 @@ def create_response(
 
 @dataclass(slots=True)
 class ConsumedResponse:
-    chaining_key: bytes
+    chaining_key: bytes = field(repr=False)
     hash: bytes
     remote_ephemeral: bytes
     sender_index: int
