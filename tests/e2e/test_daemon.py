@@ -169,6 +169,16 @@ def test_tcp_both_ways(topo: Topology, pair: str) -> None:
     assert dump_peer(topo, end_b, end_a).rx_bytes > 2_000_000
 
 
+def test_tcp_over_outer_ipv6(topo: Topology) -> None:
+    """The batched paths (UDP GSO/GRO, coalesced TUN writes) on the IPv6 socket too."""
+    end_a, end_b = make_pair(topo, ("wgpy", "wgpy"), outer_v6=True)
+    end_a.ns.ping(end_b.ip6, count=1)
+    for args in ([], ["-R"]):
+        report = topo.iperf3(end_b.ns, end_a.ns, end_b.ip4, args=args, seconds=1)
+        assert report["end"]["sum_received"]["bytes"] > 1_000_000, args
+    assert dump_peer(topo, end_a, end_b).endpoint == f"[fd00:78::2]:{end_b.listen_port}"
+
+
 @pytest.mark.parametrize("pair", ["wgpy-wgpy", "wgpy-wggo"])
 def test_persistent_keepalive_starts_at_once_and_keeps_the_tunnel_alive(
     topo: Topology, pair: str
