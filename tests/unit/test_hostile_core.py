@@ -73,3 +73,26 @@ def test_under_load_flood_state_is_bounded() -> None:
         device.receive_datagram(initiation_with_valid_mac1(server_public), ("10.0.0.1", 1),
                                 NOW + 10 + i / 10000)
     assert len(device.rate_limiter) <= 1
+
+
+def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
+    """Kernel (wg_noise_expire_current_peer_keypairs resets last_sent_handshake) and
+    wireguard-go (ExpireCurrentKeypairs) both allow a new initiation right after the private
+    key changed; otherwise traffic waits up to REKEY_TIMEOUT for the first one."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pairlib import Pair
+
+    pair = Pair(b_knows_a_endpoint=True)
+    pair.a_sends(b"first")
+    assert pair.b.received
+    pair.clock.advance(1.0)
+    private = pair.a.private_key
+    pair.a.device.set_private_key(generate_private_key(), pair.now)
+    pair.a.device.set_private_key(private, pair.now)
+    pair.clock.advance(0.1)
+    pair.b.received.clear()
+    pair.a_sends(b"after the key change")
+    assert [p[20:] for p in pair.b.received] == [b"after the key change"]

@@ -129,6 +129,7 @@ class Device:
                 continue
             peer.handshake.precompute(self.identity)
             self._clear_sessions(peer)
+            peer.last_sent_handshake = None  # the next handshake may go at once (kernel, wg-go)
 
     def add_peer(self, public_key: bytes, now: float) -> Peer:
         if len(public_key) != 32:
