@@ -537,6 +537,13 @@ class Device:
             self.drops[DropReason.BAD_MAC1] += 1
             return
         if self._under_load(now):
+            # Under load every source pays from its token bucket (20/s, burst 5) before any
+            # crypto beyond mac1: handshake work as in the kernel, and -- since a cookie reply
+            # costs an XChaCha20 seal -- cookie replies too, so one flooding address cannot
+            # keep the device busy answering it.
+            if not self.rate_limiter.allow(src[0], now):
+                self.drops[DropReason.RATE_LIMITED] += 1
+                return
             if not self.cookie_checker.check_mac2(data, src, now, self.rng):
                 # prove your address first: answer with a cookie, do no DH work
                 sender_index = int.from_bytes(data[4:8], "little")
@@ -544,9 +551,6 @@ class Device:
                     (self.cookie_checker.create_reply(data, sender_index, src, now, self.rng), src)
                 )
                 self.drops[DropReason.COOKIE_SENT] += 1
-                return
-            if not self.rate_limiter.allow(src[0], now):
-                self.drops[DropReason.RATE_LIMITED] += 1
                 return
         if kind == MESSAGE_INITIATION:
             self._receive_initiation(data, src, now)
