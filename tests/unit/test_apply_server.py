@@ -185,3 +185,23 @@ def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
     assert info.value.errno == errno.EADDRINUSE
     live.close()
     os.unlink(path)
+
+
+def test_a_key_line_taken_for_an_operation_is_not_logged(served, caplog):
+    path, _handler, _ = served
+    key_hex = "a1" * 32
+    with caplog.at_level("ERROR", logger="wgpy.control.server"), connect(path) as sock:
+        sock.sendall(b"set=1\n\nprivate_key=" + key_hex.encode() + b"\n\n")
+        assert read_until(sock, b"\n\n") == b"errno=0\n\n"
+        assert sock.recv(100) == b""  # then hung up on
+    assert any("invalid UAPI operation: private_key" in m for m in caplog.messages)
+    assert all(key_hex[:16] not in m for m in caplog.messages)
+
+
+def test_redact_cuts_key_material() -> None:
+    from wgpy.control.server import _redact
+
+    key_b64 = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    assert key_b64 not in _redact(f"failed to parse line {key_b64!r}")
+    assert "a1b2" * 8 not in _redact("x " + "a1b2" * 16)
+    assert _redact("invalid UAPI peer key: endpointx") == "invalid UAPI peer key: endpointx"

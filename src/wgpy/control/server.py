@@ -25,6 +25,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import selectors
 import socket
 from collections.abc import Callable
@@ -35,6 +36,14 @@ log = logging.getLogger("wgpy.control.server")
 SOCKET_DIRECTORY = "/var/run/wireguard"
 MAX_REQUEST = 256 << 20  # a set of 10,000 peers is a few MB; beyond this, hang up
 _READ_SIZE = 65536
+
+
+_KEYLIKE = re.compile(r"[0-9A-Za-z+/]{16,}={0,2}")
+
+
+def _redact(text: str) -> str:
+    """Logs never carry key material: long hex/base64 runs are cut out of logged text."""
+    return _KEYLIKE.sub("[redacted]", text)
 
 
 def socket_path(ifname: str, directory: str = SOCKET_DIRECTORY) -> str:
@@ -233,7 +242,10 @@ class UapiServer:
                 del buf[:consumed]
                 self._answer(conn, self._set(body))
             else:
-                log.error("invalid UAPI operation: %r", operation[:64])
+                # only the name: a misframed request can make a key line the "operation"
+                name = operation.split(b"=", 1)[0][:32].decode("ascii", "replace")
+                log.error("invalid UAPI operation: %s (%d bytes)", _redact(name),
+                          len(operation))
                 conn.closing = True
                 buf.clear()
         if (conn.eof or conn.closing) and not conn.outbuf:
@@ -312,12 +324,12 @@ class DeviceUapi:
         try:
             request = parse_set(body)
         except UapiError as e:
-            log.error("UAPI set refused: %s", e)
+            log.error("UAPI set refused: %s", _redact(str(e)))
             return abs(e.errno)
         try:
             apply_set(self.device, request, self.net, self.clock())
         except ApplyError as e:
-            log.error("UAPI set refused: %s", e)
+            log.error("UAPI set refused: %s", _redact(str(e)))
             return e.errno
         finally:
             if self.after_set is not None:
