@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network
 
 from cryptography.exceptions import InvalidTag
@@ -392,48 +392,161 @@ class Device:
 
     def send_packet(self, packet: bytes, now: float) -> None:
         """An IP packet read from the TUN: route it by destination and encrypt it."""
-        length = len(packet)
-        peer: Peer | None
-        if length >= 20 and packet[0] >> 4 == 4:
-            peer = self.allowed_ips.lookup_v4(packet[16:20])  # type: ignore[assignment]
-        elif length >= 40 and packet[0] >> 4 == 6:
-            peer = self.allowed_ips.lookup_v6(packet[24:40])  # type: ignore[assignment]
-        else:
-            self.drops[DropReason.BAD_OUTGOING_PACKET] += 1
-            return
-        if peer is None:
-            self.drops[DropReason.NO_ROUTE] += 1
-            return
-        if peer.endpoint is None:
-            self.drops[DropReason.NO_ENDPOINT] += 1
-            return
-        keypair = peer.keypairs.current
-        if (
-            keypair is not None
-            and not peer.staged
-            and keypair.valid
-            and now - keypair.created < REJECT_AFTER_TIME
-            and keypair.sending_counter < REJECT_AFTER_MESSAGES
-        ):
-            self._encrypt(peer, keypair, packet, now)
-            if keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME or (
-                keypair.sending_counter > REKEY_AFTER_MESSAGES
+        self.send_packets((packet,), now)
+
+    def send_packets(self, packets: Iterable[bytes], now: float) -> None:
+        """IP packets read from the TUN, in order; the same as `send_packet` on each.
+
+        This is the sending hot path: what it calls is bound to locals once per batch, and a
+        run of packets to one destination is routed once."""
+        lookup_v4 = self.allowed_ips.lookup_v4
+        lookup_v6 = self.allowed_ips.lookup_v6
+        encrypt = self._encrypt
+        drops = self.drops
+        last_destination = None
+        peer: Peer | None = None
+        for packet in packets:
+            length = len(packet)
+            version = packet[0] >> 4 if length else 0
+            if version == 4 and length >= 20:
+                destination = packet[16:20]
+                if destination != last_destination:
+                    peer = lookup_v4(destination)  # type: ignore[assignment]
+                    last_destination = destination
+            elif version == 6 and length >= 40:
+                destination = packet[24:40]
+                if destination != last_destination:
+                    peer = lookup_v6(destination)  # type: ignore[assignment]
+                    last_destination = destination
+            else:
+                drops[DropReason.BAD_OUTGOING_PACKET] += 1
+                continue
+            if peer is None:
+                drops[DropReason.NO_ROUTE] += 1
+                continue
+            if peer.endpoint is None:
+                drops[DropReason.NO_ENDPOINT] += 1
+                continue
+            keypair = peer.keypairs.current
+            if (
+                keypair is not None
+                and not peer.staged
+                and keypair.valid
+                and now - keypair.created < REJECT_AFTER_TIME
+                and keypair.sending_counter < REJECT_AFTER_MESSAGES
             ):
-                self._send_initiation(peer, now, retry=False)
-            return
-        staged = peer.staged
-        if len(staged) == staged.maxlen:
-            self.drops[DropReason.STAGED_OVERFLOW] += 1  # the oldest is dropped, as the kernel
-        staged.append(packet)
-        self._send_staged(peer, now)
+                encrypt(peer, keypair, packet, now)
+                if keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME or (
+                    keypair.sending_counter > REKEY_AFTER_MESSAGES
+                ):
+                    self._send_initiation(peer, now, retry=False)
+                continue
+            staged = peer.staged
+            if len(staged) == staged.maxlen:
+                drops[DropReason.STAGED_OVERFLOW] += 1  # the oldest is dropped, as the kernel
+            staged.append(packet)
+            self._send_staged(peer, now)
 
     # ------------------------------------------------------------------ receiving
 
     def receive_datagram(self, data: bytes, src: Endpoint, now: float) -> None:
-        # fast path: a transport message (type 4, reserved zero)
-        if len(data) >= TRANSPORT_MIN_SIZE and data[0] == 4 and not (data[1] or data[2] or data[3]):
-            self._receive_transport(data, src, now)
-            return
+        """A UDP datagram from `src`."""
+        self.receive_datagrams(((data, src),), now)
+
+    def receive_datagrams(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float) -> None:
+        """UDP datagrams in arrival order; the same as `receive_datagram` on each.
+
+        This is the receiving hot path: transport data is handled inline with what it needs
+        bound to locals once per batch; handshake messages go to `_receive_other`."""
+        indices_get = self.indices.get
+        lookup_v4 = self.allowed_ips.lookup_v4
+        lookup_v6 = self.allowed_ips.lookup_v6
+        to_tun = self.to_tun
+        drops = self.drops
+        oldest_valid = now - REJECT_AFTER_TIME
+        for data, src in datagrams:
+            # a transport message: type 4, reserved zero, header + tag at least
+            if len(data) < TRANSPORT_MIN_SIZE or data[0] != 4 or data[1] or data[2] or data[3]:
+                self._receive_other(data, src, now)
+                continue
+            _, receiver, counter = _unpack_header(data)
+            keypair = indices_get(receiver)
+            if keypair is None or keypair.__class__ is not Keypair:
+                drops[DropReason.UNKNOWN_RECEIVER] += 1
+                continue
+            if not keypair.valid or keypair.created <= oldest_valid:  # type: ignore[union-attr]
+                drops[DropReason.KEY_EXPIRED] += 1
+                continue
+            replay = keypair.replay  # type: ignore[union-attr]
+            if not replay.check(counter):
+                drops[DropReason.REPLAYED_COUNTER] += 1
+                continue
+            try:
+                plaintext = keypair.receive_aead.decrypt(  # type: ignore[union-attr]
+                    _nonce(counter), data[16:], None
+                )
+            except InvalidTag:
+                drops[DropReason.DECRYPT_DATA] += 1
+                continue
+            if not replay.update(counter):
+                drops[DropReason.REPLAYED_COUNTER] += 1
+                continue
+            # authenticated from here on
+            peer: Peer = keypair.peer  # type: ignore[union-attr, assignment]
+            keypairs = peer.keypairs
+            if keypair is keypairs.next:
+                self._drop_keypairs(keypairs.confirm(keypair))  # type: ignore[arg-type]
+                self._handshake_complete(peer, now)
+                if peer.staged:
+                    self._send_staged(peer, now)
+            peer.rx_bytes += len(data)
+            if peer.endpoint != src:
+                peer.endpoint = src  # roaming: follow authenticated packets only
+            timers = peer.timers
+            # keep key fresh on receive: an initiator renews before the key is rejected
+            if (
+                keypair.i_am_initiator  # type: ignore[union-attr]
+                and not timers.sent_lastminute_handshake
+                and keypair is keypairs.current
+                and now - keypair.created  # type: ignore[union-attr]
+                >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+            ):
+                timers.sent_lastminute_handshake = True
+                self._send_initiation(peer, now, retry=False)
+            deadlines = timers.deadlines
+            deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
+            if timers.persistent_keepalive:
+                self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
+            if not plaintext:
+                continue  # keepalive
+            # data received
+            if deadlines[_T_SEND_KEEPALIVE] is None:
+                self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+            else:
+                timers.need_another_keepalive = True
+            size = len(plaintext)
+            version = plaintext[0] >> 4
+            if version == 4 and size >= 20:
+                total = (plaintext[2] << 8) | plaintext[3]
+                owner = lookup_v4(plaintext[12:16])
+                minimum = 20
+            elif version == 6 and size >= 40:
+                total = 40 + ((plaintext[4] << 8) | plaintext[5])
+                owner = lookup_v6(plaintext[8:24])
+                minimum = 40
+            else:
+                drops[DropReason.BAD_INNER_PACKET] += 1
+                continue
+            if total < minimum or total > size:
+                drops[DropReason.BAD_INNER_PACKET] += 1
+                continue
+            if owner is not peer:
+                drops[DropReason.DISALLOWED_SOURCE] += 1
+                continue
+            to_tun.append(plaintext if total == size else plaintext[:total])
+
+    def _receive_other(self, data: bytes, src: Endpoint, now: float) -> None:
+        """Anything but a well-formed transport header: handshake messages or garbage."""
         kind = message_type(data)
         if isinstance(kind, DropReason):
             self.drops[kind] += 1
@@ -442,81 +555,6 @@ class Device:
             self._receive_cookie_reply(data, now)
         else:
             self._receive_handshake(kind, data, src, now)
-
-    def _receive_transport(self, data: bytes, src: Endpoint, now: float) -> None:
-        _, receiver, counter = _unpack_header(data)
-        keypair = self.indices.get(receiver)
-        if keypair is None or keypair.__class__ is not Keypair:
-            self.drops[DropReason.UNKNOWN_RECEIVER] += 1
-            return
-        if not keypair.valid or now - keypair.created >= REJECT_AFTER_TIME:
-            self.drops[DropReason.KEY_EXPIRED] += 1
-            return
-        replay = keypair.replay
-        if not replay.check(counter):
-            self.drops[DropReason.REPLAYED_COUNTER] += 1
-            return
-        try:
-            plaintext = keypair.receive_aead.decrypt(_nonce(counter), data[16:], None)
-        except InvalidTag:
-            self.drops[DropReason.DECRYPT_DATA] += 1
-            return
-        if not replay.update(counter):
-            self.drops[DropReason.REPLAYED_COUNTER] += 1
-            return
-        # authenticated from here on
-        peer: Peer = keypair.peer  # type: ignore[assignment]
-        if keypair is peer.keypairs.next:
-            self._drop_keypairs(peer.keypairs.confirm(keypair))
-            self._handshake_complete(peer, now)
-            if peer.staged:
-                self._send_staged(peer, now)
-        peer.rx_bytes += len(data)
-        if peer.endpoint != src:
-            peer.endpoint = src  # roaming: follow authenticated packets only
-        timers = peer.timers
-        # keep key fresh on receive: an initiator renews before the key is rejected
-        if (
-            keypair.i_am_initiator
-            and not timers.sent_lastminute_handshake
-            and keypair is peer.keypairs.current
-            and now - keypair.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-        ):
-            timers.sent_lastminute_handshake = True
-            self._send_initiation(peer, now, retry=False)
-        deadlines = timers.deadlines
-        deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
-        if timers.persistent_keepalive:
-            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
-        if not plaintext:
-            return  # keepalive
-        # data received
-        if deadlines[_T_SEND_KEEPALIVE] is None:
-            self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
-        else:
-            timers.need_another_keepalive = True
-        version = plaintext[0] >> 4
-        size = len(plaintext)
-        if version == 4 and size >= 20:
-            total = (plaintext[2] << 8) | plaintext[3]
-            source = plaintext[12:16]
-            owner = self.allowed_ips.lookup_v4(source)
-            minimum = 20
-        elif version == 6 and size >= 40:
-            total = 40 + ((plaintext[4] << 8) | plaintext[5])
-            source = plaintext[8:24]
-            owner = self.allowed_ips.lookup_v6(source)
-            minimum = 40
-        else:
-            self.drops[DropReason.BAD_INNER_PACKET] += 1
-            return
-        if total < minimum or total > size:
-            self.drops[DropReason.BAD_INNER_PACKET] += 1
-            return
-        if owner is not peer:
-            self.drops[DropReason.DISALLOWED_SOURCE] += 1
-            return
-        self.to_tun.append(plaintext if total == size else plaintext[:total])
 
     # --- handshake messages
 
