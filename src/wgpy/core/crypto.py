@@ -84,12 +84,34 @@ def generate_keypair(rng_bytes: bytes) -> tuple[bytes, bytes]:
     return private_b, public_key(private_b)
 
 
-def dh(private: bytes, public: bytes) -> bytes:
-    """X25519; an all-zero result (a low-order point) is an error, as in the kernel."""
+PrivateKey = X25519PrivateKey
+
+
+def load_private_key(private: bytes) -> PrivateKey:
+    """The library's key object for 32 private bytes. Loading one costs about as much as a DH
+    (the library derives the public key), so a key used more than once is loaded once: the
+    static key per private-key change, an ephemeral per handshake."""
+    return X25519PrivateKey.from_private_bytes(private)
+
+
+def generate_ephemeral(rng_bytes: bytes) -> tuple[PrivateKey, bytes]:
+    """DH-GENERATE for a handshake: (key object, public bytes) from 32 caller-supplied random
+    bytes; the same keypair as generate_keypair, loaded once for the DHs that follow."""
+    private = bytearray(rng_bytes)
+    private[0] &= 248
+    private[31] = (private[31] & 127) | 64
+    key = X25519PrivateKey.from_private_bytes(bytes(private))
+    return key, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def dh(private: bytes | PrivateKey, public: bytes) -> bytes:
+    """X25519; an all-zero result (a low-order point) is an error, as in the kernel.
+
+    `private` is 32 bytes or a loaded key (load_private_key, generate_ephemeral)."""
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(
-            X25519PublicKey.from_public_bytes(public)
-        )
+        key = (X25519PrivateKey.from_private_bytes(private)
+               if isinstance(private, (bytes, bytearray)) else private)
+        shared = key.exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError:
         # cryptography refuses all-zero shared secrets itself
         raise CryptoError("invalid public key") from None
