@@ -101,7 +101,10 @@ def _parse_allowed_ip(value: str) -> IPNetwork:
     if not slash:
         raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
     try:
-        address = ipaddress.ip_address(address_text)
+        # the family by its separator (what ip_address finds by trying both, raising once)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = (
+            ipaddress.IPv6Address(address_text) if ":" in address_text
+            else ipaddress.IPv4Address(address_text))
         if "%" in address_text:
             raise ValueError("zone in prefix")
         bits = _parse_uint(bits_text, address.max_prefixlen)
@@ -109,7 +112,11 @@ def _parse_allowed_ip(value: str) -> IPNetwork:
             raise ValueError("leading zero")
     except ValueError:
         raise _invalid(f"failed to set allowed ip: bad prefix {value!r}") from None
-    return ipaddress.ip_network((address, bits), strict=False)
+    # built from the int: from an address object, ip_network formats it and parses it again
+    # (a third of a 10,000-peer set's parse time went there)
+    if address.version == 4:
+        return ipaddress.IPv4Network((int(address), bits), strict=False)
+    return ipaddress.IPv6Network((int(address), bits), strict=False)
 
 
 # -- set ------------------------------------------------------------------------------------------
