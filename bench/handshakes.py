@@ -34,7 +34,6 @@ import random
 import select
 import socket
 import struct
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -44,8 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
-from wgpy.core import crypto  # noqa: E402
-from wgpy.core.device import Device  # noqa: E402
+from wgpy.core import crypto
+from wgpy.core.device import Device
 
 RESPONDER = ("10.96.0.1", 51820)
 BLASTER_ADDRESS = "10.96.0.2"
@@ -135,7 +134,6 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
         start = time.perf_counter()
         initiations = [initiate(device, i, now) for i, device in enumerate(devices)]
         created = time.perf_counter()
-        responses = []
         receive = responder.receive_datagram
         for initiation, source in zip(initiations, sources):
             receive(initiation, source, now)

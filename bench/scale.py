@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
-from wgpy.core import crypto  # noqa: E402
-from wgpy.core.device import Device  # noqa: E402
+from wgpy.core import crypto
+from wgpy.core.device import Device
 
 A_ENDPOINT, B_ENDPOINT = ("192.0.2.1", 51820), ("192.0.2.2", 51821)
 A_ADDRESS, B_ADDRESS = "10.9.0.1", "10.9.0.2"
