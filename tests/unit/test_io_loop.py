@@ -40,6 +40,14 @@ class ScriptedDevice:
             raise RuntimeError("a core bug")
         self.to_tun.append(b"dec:" + data)
 
+    def send_packets(self, packets, now: float) -> None:
+        for packet in packets:
+            self.send_packet(packet, now)
+
+    def receive_datagrams(self, datagrams, now: float) -> None:
+        for data, src in datagrams:
+            self.receive_datagram(data, src, now)
+
     def next_deadline(self) -> float | None:
         return self.deadline
 
