@@ -27,6 +27,7 @@ then wgpy turns to cookie replies above 512/s by design, and the counts show it.
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import os
@@ -38,6 +39,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
@@ -227,8 +229,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 def responder_config(private_b64: str, publics: list[bytes]) -> str:
-    import base64
-
     lines = ["[Interface]", f"PrivateKey = {private_b64}", f"ListenPort = {RESPONDER[1]}", ""]
     for i, public in enumerate(publics):
         lines += ["[Peer]", f"PublicKey = {base64.b64encode(public).decode()}",
@@ -236,50 +236,64 @@ def responder_config(private_b64: str, publics: list[bytes]) -> str:
     return "\n".join(lines)
 
 
-def daemon_rate(impls: tuple[str, ...], peers: int, rate: float, seconds: float,
-                window: int) -> list[dict[str, object]]:
-    import base64
+def prebuilt_initiations(devices: list[Device], count: int) -> list[bytes]:
+    """At least `count` initiations, round-robin over the initiators (one peer's initiations
+    are len(devices) messages apart), each round a session-expiry later."""
+    rounds = max(1, count // len(devices) + 1)
+    return [initiate(device, i, (k + 1) * ROUND_SECONDS)
+            for k in range(rounds) for i, device in enumerate(devices)]
 
+
+def measure_responder(topo: Any, impl: str, private_b64: str, devices: list[Device],
+                      messages: list[bytes], rate: float, seconds: float,
+                      window: int) -> dict[str, Any]:
+    """Start `impl` as the responder in `topo`, blast `messages` at it from a second namespace,
+    return the counts and the responder's CPU time."""
+    server, client = topo.netns("r"), topo.netns("c")
+    topo.veth(server, client, [f"{RESPONDER[0]}/24"], [f"{BLASTER_ADDRESS}/24"])
+    ifname = topo.ifname()
+    process = (topo.start_wgpy_daemon(server, ifname) if impl == "wgpy"
+               else topo.start_wireguard_go(server, ifname))
+    config = topo.write_file(responder_config(
+        private_b64, [d.public_key for d in devices]))  # type: ignore[misc]
+    topo.wg(server, "setconf", ifname, str(config))
+    server.run(["ip", "link", "set", ifname, "up"])
+    blob = topo.write_file("", name="initiations")
+    blob.write_bytes(b"".join(messages))
+    time.sleep(0.5)
+    cpu_before = cpu_seconds(process.pid)
+    output = client.run(
+        [sys.executable, str(Path(__file__).resolve()), "--blast", str(blob),
+         "--rate", str(rate), "--seconds", str(seconds), "--window", str(window)],
+        timeout=seconds + 30,
+    ).stdout
+    cpu_used = cpu_seconds(process.pid) - cpu_before
+    counts = json.loads(output.strip().splitlines()[-1])
+    answered = counts["responses"]
+    return {
+        "impl": impl, "peers": len(devices), "offered_rate": rate, **counts,
+        "responses_per_second": round(answered / counts["seconds"], 1),
+        "responder_cpu_seconds": round(cpu_used, 3),
+        "handshakes_per_cpu_second": round(answered / cpu_used) if cpu_used else None,
+        "ifname": ifname, "server": server,
+    }
+
+
+def daemon_rate(impls: tuple[str, ...], peers: int, rate: float, seconds: float,
+                window: int) -> list[dict[str, Any]]:
     from netns import Topology
 
     private_b64, public_b64 = Topology.genkey()
     devices = initiators(base64.b64decode(public_b64), peers)
-    rounds = max(1, int((rate or 3000) * seconds) // peers + 1)
-    # round-robin over the peers, so one peer's initiations are `peers` messages apart
-    messages = [initiate(device, i, (k + 1) * ROUND_SECONDS)
-                for k in range(rounds) for i, device in enumerate(devices)]
+    messages = prebuilt_initiations(devices, int((rate or 3000) * seconds))
     results = []
     for impl in impls:
         with Topology(f"wgs-hs-{impl[:4]}") as topo:
-            server, client = topo.netns("r"), topo.netns("c")
-            topo.veth(server, client, [f"{RESPONDER[0]}/24"], [f"{BLASTER_ADDRESS}/24"])
-            ifname = topo.ifname()
-            process = (topo.start_wgpy_daemon(server, ifname) if impl == "wgpy"
-                       else topo.start_wireguard_go(server, ifname))
-            config = topo.write_file(responder_config(
-                private_b64, [d.public_key for d in devices]))  # type: ignore[misc]
-            topo.wg(server, "setconf", ifname, str(config))
-            server.run(["ip", "link", "set", ifname, "up"])
-            blob = topo.write_file("", name="initiations")
-            blob.write_bytes(b"".join(messages))
-            time.sleep(0.5)
-            cpu_before = cpu_seconds(process.pid)
-            output = client.run(
-                [sys.executable, str(Path(__file__).resolve()), "--blast", str(blob),
-                 "--rate", str(rate), "--seconds", str(seconds), "--window", str(window)],
-                timeout=seconds + 30,
-            ).stdout
-            cpu_used = cpu_seconds(process.pid) - cpu_before
-            counts = json.loads(output.strip().splitlines()[-1])
-            answered = counts["responses"]
-            result: dict[str, object] = {
-                "impl": impl, "peers": peers, "offered_rate": rate, **counts,
-                "responses_per_second": round(answered / counts["seconds"], 1),
-                "responder_cpu_seconds": round(cpu_used, 3),
-                "handshakes_per_cpu_second": round(answered / cpu_used) if cpu_used else None,
-            }
-            print(json.dumps(result), flush=True)
-            results.append(result)
+            result = measure_responder(topo, impl, private_b64, devices, messages, rate,
+                                       seconds, window)
+        del result["ifname"], result["server"]
+        print(json.dumps(result), flush=True)
+        results.append(result)
     return results
 
 
