@@ -256,20 +256,26 @@ def format_get(state: DeviceState) -> str:
         out.append(f"listen_port={state.listen_port}")
     if state.fwmark:
         out.append(f"fwmark={state.fwmark}")
+    text = "".join(line + "\n" for line in out)
+    # one string per peer, not per line: `wg show` of 10,000 peers is ~110,000 lines
+    peer_texts = []
     for peer in state.peers:
-        out.append(f"public_key={key_to_hex(peer.public_key)}")
-        out.append(f"preshared_key={key_to_hex(peer.preshared_key)}")
-        out.append(f"protocol_version={peer.protocol_version}")
-        if peer.endpoint is not None:
-            out.append(f"endpoint={format_endpoint(peer.endpoint)}")
-        out.append(f"last_handshake_time_sec={peer.last_handshake_sec}")
-        out.append(f"last_handshake_time_nsec={peer.last_handshake_nsec}")
-        out.append(f"tx_bytes={peer.tx_bytes}")
-        out.append(f"rx_bytes={peer.rx_bytes}")
-        out.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
-        for network in peer.allowed_ips:
-            out.append(f"allowed_ip={network}")
-    return "".join(line + "\n" for line in out) + format_errno(0)
+        endpoint = ("" if peer.endpoint is None
+                    else f"endpoint={format_endpoint(peer.endpoint)}\n")
+        allowed_ips = "".join([f"allowed_ip={network}\n" for network in peer.allowed_ips])
+        peer_texts.append(
+            f"public_key={key_to_hex(peer.public_key)}\n"
+            f"preshared_key={key_to_hex(peer.preshared_key)}\n"
+            f"protocol_version={peer.protocol_version}\n"
+            f"{endpoint}"
+            f"last_handshake_time_sec={peer.last_handshake_sec}\n"
+            f"last_handshake_time_nsec={peer.last_handshake_nsec}\n"
+            f"tx_bytes={peer.tx_bytes}\n"
+            f"rx_bytes={peer.rx_bytes}\n"
+            f"persistent_keepalive_interval={peer.persistent_keepalive}\n"
+            f"{allowed_ips}"
+        )
+    return text + "".join(peer_texts) + format_errno(0)
 
 
 def parse_errno(value: str) -> int:
