@@ -45,6 +45,20 @@ def _protocol(message: str) -> UapiError:
 # -- values --------------------------------------------------------------------------------------
 
 
+def format_network(network: IPNetwork) -> str:
+    """str(network), about 3x faster (`wg show` of 10,000 peers formats 20,000 of them).
+
+    inet_ntop writes IPv6 as ipaddress does (RFC 5952), except addresses embedding IPv4
+    (::/96, ::ffff:0:0/96), which it writes dotted: those go through str()."""
+    address = network.network_address
+    if network.version == 4:
+        return f"{socket.inet_ntoa(address.packed)}/{network.prefixlen}"
+    high = int(address) >> 32
+    if high == 0 or high == 0xFFFF:
+        return str(network)
+    return f"{socket.inet_ntop(socket.AF_INET6, address.packed)}/{network.prefixlen}"
+
+
 def format_endpoint(endpoint: Endpoint) -> str:
     host, port = endpoint
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -262,7 +276,8 @@ def format_get(state: DeviceState) -> str:
     for peer in state.peers:
         endpoint = ("" if peer.endpoint is None
                     else f"endpoint={format_endpoint(peer.endpoint)}\n")
-        allowed_ips = "".join([f"allowed_ip={network}\n" for network in peer.allowed_ips])
+        allowed_ips = "".join([f"allowed_ip={format_network(network)}\n"
+                               for network in peer.allowed_ips])
         peer_texts.append(
             f"public_key={key_to_hex(peer.public_key)}\n"
             f"preshared_key={key_to_hex(peer.preshared_key)}\n"
