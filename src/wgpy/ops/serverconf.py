@@ -18,13 +18,13 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from wgpy.conf import Config, ConfigError, PeerSection, parse_config
+from wgpy.conf.writer import write_config_file
 
 NAME_COMMENT = re.compile(r"^\s*#\s*(?:friendly_name|name)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 ENDPOINT_COMMENT = re.compile(r"^\s*#\s*wgpy:\s*endpoint\s*=\s*(.*?)\s*$", re.IGNORECASE)
@@ -162,21 +162,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def write_private(path: Path, text: str) -> None:
     """Replace path atomically with a 0600 file holding text (keys live in it)."""
-    directory = path.parent
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_config_file(path, text)
 
 
 __all__ = [

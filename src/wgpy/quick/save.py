@@ -9,9 +9,9 @@ over it, so a crash never leaves half a file.
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
+from wgpy.conf.writer import write_config_file
 from wgpy.control.model import DeviceState
 from wgpy.control.netlink import Netlink
 from wgpy.keys import is_zero, key_to_base64
@@ -97,15 +97,7 @@ def save(quick: QuickConfig, netlink: Netlink) -> None:
 
 
 def write_private_file(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_config_file(path, text)
     except OSError as err:
-        temporary.unlink(missing_ok=True)
         raise QuickError(f"Could not write configuration file: {err.strerror}") from None
