@@ -258,7 +258,13 @@ class UdpBind:
             for data, endpoint in datagrams:
                 send(data, endpoint)
             return
-        self._send_batch_gso(list(datagrams))
+        if datagrams.__class__ is not list:
+            datagrams = list(datagrams)
+        if len(datagrams) == 1:  # a lone packet (ping, an ACK): no run to look for
+            data, endpoint = datagrams[0]
+            self.send(data, endpoint)
+            return
+        self._send_batch_gso(datagrams)  # type: ignore[arg-type]
 
     def _send_batch_gso(self, datagrams: list[tuple[bytes, Endpoint]]) -> None:
         count = len(datagrams)
