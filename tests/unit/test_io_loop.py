@@ -183,3 +183,30 @@ def test_drop_counters_are_logged_at_debug_level_once_per_interval(rig, caplog):
         clock.now += 1.0
         loop.run_once(max_wait=0)  # nothing new: nothing logged again
     assert caplog.messages == ["dropped 3: unknown receiver index"]
+
+
+def test_set_events_reports_readiness_as_selector_masks_and_remove_tolerates_closed_sockets(rig):
+    import selectors
+    import socket
+
+    loop, _device, _tun, _udp, _remote, _clock = rig
+    left, right = socket.socketpair()
+    masks: list[int] = []
+    try:
+        loop.set_events(left, selectors.EVENT_WRITE, masks.append)
+        loop.run_once(max_wait=0)
+        assert masks == [selectors.EVENT_WRITE]  # an empty socket buffer is writable
+        loop.set_events(left, selectors.EVENT_READ, masks.append)
+        loop.run_once(max_wait=0)
+        assert masks == [selectors.EVENT_WRITE]  # nothing to read yet
+        right.send(b"x")
+        loop.run_once(max_wait=0)
+        assert masks == [selectors.EVENT_WRITE, selectors.EVENT_READ]
+        right.send(b"y")
+        left.close()
+        loop.remove(left)  # closed first, as the UAPI server may do: no error, no events
+        loop.run_once(max_wait=0)
+        assert masks == [selectors.EVENT_WRITE, selectors.EVENT_READ]
+    finally:
+        left.close()
+        right.close()
