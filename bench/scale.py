@@ -2,7 +2,7 @@
 """Many peers on one interface: configuration time, idle cost and per-packet cost (root).
 
     python3 bench/scale.py [--peers 10000] [--impl wgpy|wireguard-go|both] [--rest 5]
-                           [--curve 1,100,1000,10000] [--packets 20000] [--no-daemons]
+                           [--curve 1,100,1000,10000] [--packets 10000] [--rounds 15] [--no-daemons]
 
 Two parts.
 
@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", choices=("wgpy", "wireguard-go", "both"), default="both")
     parser.add_argument("--rest", type=float, default=5.0)
     parser.add_argument("--curve", default="1,100,1000,10000")
-    parser.add_argument("--packets", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--packets", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-daemons", action="store_true", help="only the in-process curve")
     args = parser.parse_args(argv)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} load average {os.getloadavg()[0]:.2f}",
