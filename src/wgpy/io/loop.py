@@ -246,10 +246,26 @@ class DeviceLoop:
         return self.stop_reason
 
     def run_once(self, max_wait: float | None = None) -> None:
-        """Wait for one round of events (or the next deadline) and handle them."""
+        """Run what is due (timers, housekeeping), then wait for one round of events (or the
+        next deadline) and handle them.
+
+        Due work is done before waiting rather than after, so that a wake-up for a packet
+        reads the clock and the core's next deadline once, not twice."""
         device = self.device
         now = self.clock()
         deadline = device.next_deadline()
+        if deadline is not None and deadline <= now:
+            try:
+                device.on_timer(now)
+            except Exception:
+                log.exception("core raised in on_timer")
+            self.flush()
+            deadline = device.next_deadline()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            self._housekeeping()
+        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
+            self.flush()
         wake = self._next_housekeeping
         if deadline is not None and deadline < wake:
             wake = deadline
@@ -272,19 +288,7 @@ class DeviceLoop:
                 handler[1](mask)
             else:
                 handler[1]()
-        now = self.clock()
-        deadline = device.next_deadline()
-        if deadline is not None and deadline <= now:
-            try:
-                device.on_timer(now)
-            except Exception:
-                log.exception("core raised in on_timer")
-            self.flush()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
-            self._housekeeping()
-        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
-            self.flush()
+
     def _housekeeping(self) -> None:
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
         # wall clock when it is set
