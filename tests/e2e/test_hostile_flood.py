@@ -11,7 +11,6 @@ real load (well above the device's under-load threshold).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -151,10 +150,11 @@ def test_initiation_flood_cookies_and_legitimate_peers_survive(topo: Topology) -
     site.client.ns.ping(site.server.ip4)
 
 
-@pytest.mark.skipif(not os.environ.get("WGPY_FLOOD_MAX"), reason="set WGPY_FLOOD_MAX=1")
 def test_initiation_flood_at_full_speed(topo: Topology) -> None:
-    """The same at full Python speed (~100k/s, more than a Python daemon processes): prints
-    what the legitimate peers saw; asserts only bounded memory and that the tunnel recovers."""
+    """The same at full Python speed (~100k/s, more than this Python daemon processes: measured
+    ~65k/s, so the kernel drops a third of everything on that socket, the legitimate peer's
+    packets too -- seen: 13 of 20 pings through, RTT ~250 ms). Prints what the legitimate peer
+    saw; asserts bounded memory, that DH work stays bounded, and that the tunnel recovers."""
     site = Site(topo)
     rss_before = vm_rss_kb(site.daemon.pid)
     attacker = flood(topo, site.x, "initiations", "192.168.82.1", site.server.listen_port,
@@ -167,6 +167,9 @@ def test_initiation_flood_at_full_speed(topo: Topology) -> None:
     print(f"\nflood: {flooded}\nping: {ping.stdout.strip().splitlines()[-2:]}"
           f"\ndrops: {site.drops()}\nRSS {rss_before} -> {rss_after} kB")
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_KB
+    drops = site.drops()
+    assert drops.get("decrypt_handshake", 0) <= 2 * UNDER_LOAD_RATE, drops  # no DH per flood
+    assert drops.get("rate_limited", 0) > flooded["sent"] // 10, drops
     time.sleep(1.5)
     site.client.ns.ping(site.server.ip4)
 
