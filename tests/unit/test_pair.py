@@ -5,13 +5,12 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from pairlib import B_ENDPOINT, Pair, ipv4_packet, ipv6_packet, seeded_rng
 
 from wgpy.constants import REJECT_AFTER_TIME, REKEY_AFTER_TIME
 from wgpy.core import crypto
 from wgpy.core.device import Device
 from wgpy.errors import DropReason
-
-from pairlib import B_ENDPOINT, Pair, ipv4_packet, ipv6_packet, seeded_rng
 
 
 def msg_type(datagram: bytes) -> int:
@@ -274,7 +273,25 @@ def test_old_key_refused_on_receive_after_reject_time():
     pair.wire.clear()
     pair.a.device.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"late"), pair.now)
     pair.deliver()
-    datagram = [d for _, d in pair.wire if d[0] == 4][0]
+    datagram = next(d for _, d in pair.wire if d[0] == 4)
     pair.clock.advance(REJECT_AFTER_TIME + 1)
     pair.b.device.receive_datagram(datagram, pair.a.endpoint, pair.now)
     assert pair.b.device.drops[DropReason.KEY_EXPIRED] == 1
+
+
+def test_events_tell_the_story_of_a_handshake_and_a_roam():
+    from wgpy.core.events import EventKind
+
+    pair = Pair()
+    pair.a_sends(b"hello")
+    a_events = [e.kind for e in pair.a.device.events]
+    b_events = [e.kind for e in pair.b.device.events]
+    assert a_events == [EventKind.HANDSHAKE_INITIATION_SENT, EventKind.SESSION_STARTED]
+    assert b_events == [EventKind.SESSION_STARTED, EventKind.HANDSHAKE_RESPONSE_SENT]
+    assert all(e.peer is pair.peer_b for e in pair.a.device.events)
+    pair.b.device.events.clear()
+    pair.a.endpoint = ("198.51.100.9", 1234)
+    pair.a_sends(b"moved")
+    assert [e.kind for e in pair.b.device.events] == [EventKind.ENDPOINT_CHANGED]
+    # bounded: nobody reading them cannot make them grow without limit
+    assert pair.b.device.events.maxlen is not None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pairlib import Pair
 
 from wgpy.errors import DropReason
-
-from pairlib import Pair
 
 
 def test_cookie_path_under_load():

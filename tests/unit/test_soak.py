@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from wgpy.constants import REJECT_AFTER_TIME, REKEY_AFTER_TIME, REKEY_TIMEOUT
+import itertools
 
 from pairlib import Pair
+
+from wgpy.constants import REJECT_AFTER_TIME, REKEY_AFTER_TIME, REKEY_TIMEOUT
 
 DAY = 24 * 3600.0
 
@@ -30,16 +32,15 @@ def test_a_day_of_traffic_rekeys_on_time_and_loses_nothing():
         sent_ab.append(pair.a_sends(sequence.to_bytes(4, "big")))
         sent_ba.append(pair.b_sends(sequence.to_bytes(4, "big")))
         for keypair in pair.peer_b.keypairs.all():
-            if not seen_keypairs or seen_keypairs[-1] is not keypair:
-                if keypair not in seen_keypairs:
-                    seen_keypairs.append(keypair)
+            if all(keypair is not seen for seen in seen_keypairs):
+                seen_keypairs.append(keypair)
         pair.tick(step)
 
     # nothing lost across ~720 rekeys
     assert pair.b.received == sent_ab
     assert pair.a.received == sent_ba
     # a new session every REKEY_AFTER_TIME (+ at most one send interval), never later
-    gaps = [b - a for a, b in zip(initiations, initiations[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(initiations)]
     assert len(initiations) >= DAY / (REKEY_AFTER_TIME + step) - 1
     assert all(REKEY_AFTER_TIME - 1e-6 <= gap <= REKEY_AFTER_TIME + step + REKEY_TIMEOUT
                for gap in gaps), sorted(gaps)[-3:]

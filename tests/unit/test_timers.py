@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
+from pairlib import Pair, ipv4_packet
+
 from wgpy.constants import (
     KEEPALIVE_TIMEOUT,
     MAX_TIMER_HANDSHAKES,
@@ -11,8 +15,6 @@ from wgpy.constants import (
     ZERO_KEYS_AFTER,
 )
 from wgpy.errors import DropReason
-
-from pairlib import Pair, ipv4_packet
 
 
 def times_of(pair: Pair, direction: str, kind: int, log: list) -> list[float]:
@@ -91,7 +93,7 @@ def test_persistent_keepalive_interval():
     pair.tick(80)
     keepalives = rec.of("b->a", 4, 32)
     assert keepalives, "no persistent keepalives"
-    gaps = [b - a for a, b in zip(keepalives, keepalives[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(keepalives)]
     assert all(abs(gap - 25) < 1e-6 for gap in gaps)
     assert keepalives[0] - start <= 25 + 1e-6
 
@@ -120,9 +122,9 @@ def test_retries_with_jitter_then_give_up():
     initiations = rec.of("a->b", 1)
     # first attempt + MAX_TIMER_HANDSHAKES + 1 retries (kernel: attempts > MAX gives up)
     assert len(initiations) == MAX_TIMER_HANDSHAKES + 2
-    gaps = [b - a for a, b in zip(initiations, initiations[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(initiations)]
     assert all(REKEY_TIMEOUT <= g <= REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX for g in gaps)
-    assert len(set(round(g, 6) for g in gaps)) > 1, "no jitter"
+    assert len({round(g, 6) for g in gaps}) > 1, "no jitter"
     # given up: the staged packet was purged, and nothing more is sent
     assert not pair.peer_b.staged
     assert pair.a.device.drops[DropReason.HANDSHAKE_GAVE_UP] == 1

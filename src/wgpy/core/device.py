@@ -12,7 +12,7 @@ IO layer for TAI64N timestamps.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network
 
@@ -37,6 +37,7 @@ from wgpy.constants import (
 from wgpy.core import crypto, noise
 from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.cookie import CookieChecker
+from wgpy.core.events import MAX_EVENTS, Event, EventKind
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import (
     TRANSPORT_HEADER,
@@ -91,6 +92,7 @@ class Device:
         self.to_network: list[tuple[bytes, Endpoint]] = []
         self.to_tun: list[bytes] = []
         self.drops: Counter[DropReason] = Counter()
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._heap: list[tuple[float, int, Peer]] = []
         self._heap_seq = 0
         self._load_window_start = 0.0
@@ -222,6 +224,7 @@ class Device:
                     peer.staged.clear()
                 if timers.deadlines[Timer.ZERO_KEY_MATERIAL] is None:
                     self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
+                self.events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
             else:
                 timers.handshake_attempts += 1
                 self._send_initiation(peer, now, retry=True)
@@ -235,6 +238,7 @@ class Device:
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
+            self.events.append(Event(EventKind.KEYS_ZEROED, peer, now))
         elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
             self._send_keepalive(peer, now)
 
@@ -289,6 +293,7 @@ class Device:
         self.indices[index] = keypair
         self._drop_keypairs(peer.keypairs.install(keypair))
         self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
+        self.events.append(Event(EventKind.SESSION_STARTED, peer, now))
         return keypair
 
     # ------------------------------------------------------------------ sending
@@ -327,6 +332,7 @@ class Device:
         self._any_authenticated_packet_sent(peer, now)
         self._send_to_peer(peer, bytes(packet))
         self._arm(peer, Timer.RETRANSMIT_HANDSHAKE, retransmit_deadline(now, self._jitter()))
+        self.events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
 
     def _send_keepalive(self, peer: Peer, now: float) -> None:
         if not peer.staged:
@@ -501,6 +507,8 @@ class Device:
                     self._send_staged(peer, now)
             peer.rx_bytes += len(data)
             if peer.endpoint != src:
+                if peer.endpoint is not None:
+                    self.events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
                 peer.endpoint = src  # roaming: follow authenticated packets only
             timers = peer.timers
             # keep key fresh on receive: an initiator renews before the key is rejected
@@ -635,6 +643,7 @@ class Device:
         self._any_authenticated_packet_sent(peer, now)
         peer.last_sent_handshake = now
         self._send_to_peer(peer, bytes(packet))
+        self.events.append(Event(EventKind.HANDSHAKE_RESPONSE_SENT, peer, now))
 
     def _receive_response(self, data: bytes, src: Endpoint, now: float) -> None:
         assert self.identity is not None

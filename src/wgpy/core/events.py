@@ -1,0 +1,29 @@
+"""What happened to a peer, for logs and monitoring: the core's third output.
+
+The device appends `Event`s to `Device.events`, a bounded deque (the oldest fall off if
+nobody reads them, so an unread queue can never grow from the network). The IO layer drains it
+after each batch, like `to_network` and `to_tun`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+
+class EventKind(enum.Enum):
+    HANDSHAKE_INITIATION_SENT = "sending handshake initiation"
+    HANDSHAKE_RESPONSE_SENT = "received handshake initiation, sending response"
+    SESSION_STARTED = "handshake complete, keypair derived"
+    HANDSHAKE_GAVE_UP = "handshake did not complete after retrying, giving up"
+    KEYS_ZEROED = "session keys zeroed"
+    ENDPOINT_CHANGED = "endpoint changed (roaming)"
+
+
+class Event(NamedTuple):
+    kind: EventKind
+    peer: object  # the Peer; its repr shows a key fingerprint, never key material
+    now: float
+
+
+MAX_EVENTS = 1024
