@@ -269,9 +269,7 @@ class DeviceLoop:
         wake = self._next_housekeeping
         if deadline is not None and deadline < wake:
             wake = deadline
-        timeout = wake - now
-        if timeout < 0.0:
-            timeout = 0.0
+        timeout = max(wake - now, 0.0)
         if max_wait is not None and timeout > max_wait:
             timeout = max_wait
         handlers = self._handlers
