@@ -100,6 +100,7 @@ def test_verbose_log_shows_drops_and_never_a_key(topo: Topology) -> None:
     topo.wait_for(logged_drops, timeout=5, message="drop counters in the verbose log")
     log_text = topo.log_of(daemon)
     assert "DEBUG" in log_text and "UAPI set refused" in log_text
+    assert "handshake complete, keypair derived" in log_text  # the core's events, logged
     ps = a.run(["ps", "-o", "args=", "-p", str(daemon.pid)]).stdout
     assert "wgpy.cli.daemon" in ps
     environ = Path(f"/proc/{daemon.pid}/environ").read_bytes().decode(errors="replace")

@@ -305,6 +305,13 @@ class DeviceLoop:
             if send_errors != self._last_send_errors:
                 log.debug("failed to send %d datagrams", send_errors - self._last_send_errors)
                 self._last_send_errors = send_errors
+        events = getattr(self.device, "events", None)
+        if events:
+            if log.isEnabledFor(logging.DEBUG):
+                # a peer's repr is a public-key fingerprint, never key material
+                for event in events:
+                    log.debug("%r: %s", event.peer, event.kind.value)
+            events.clear()
         for callback in self.on_housekeeping:
             callback()
 
