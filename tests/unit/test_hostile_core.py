@@ -95,3 +95,81 @@ def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
     pair.b.received.clear()
     pair.a_sends(b"after the key change")
     assert [p[20:] for p in pair.b.received] == [b"after the key change"]
+
+
+class _NoMemo(dict):
+    """A `Device._refused_until` that remembers nothing: the device without the fast path."""
+
+    def __setitem__(self, key: str, value: float) -> None:
+        pass
+
+
+def test_flood_fast_path_refuses_exactly_what_the_rate_limiter_refuses() -> None:
+    """Refused sources are remembered until their bucket refills (Device._refused_until) and
+    dropped before mac1 meanwhile; a device that never remembers must answer every message of
+    the same flood the same way: a source with a token is never refused by the memo."""
+    import random
+
+    private = generate_private_key()
+    server_public = public_key(private)
+    devices = []
+    for memo in (True, False):
+        device = Device(rng=random.Random(7).randbytes)
+        device.set_private_key(private, NOW)
+        if not memo:
+            device._refused_until = _NoMemo()
+        devices.append(device)
+    fast, reference = devices
+    sources = [("192.0.2.66", 40000), ("192.0.2.66", 40001), ("2001:db8::1", 5),
+               ("2001:db8::2", 6), ("198.51.100.9", 7)]
+    choose = random.Random(3)
+    now = NOW
+    answered = 0
+    for _ in range(6000):
+        # mostly a flood (10,000/s, past the under-load threshold), sometimes a pause of
+        # exactly a token's worth or more, so that buckets refill at and around the memo's
+        # deadline, and now and then one long enough for the load to end
+        now += choose.choice([0.0001] * 1500 + [0.05, 0.0499999, 0.0500001, 0.3, 0.2] * 2 + [1.2])
+        message = initiation_with_valid_mac1(server_public)
+        source = choose.choice(sources)
+        outputs = []
+        for device in devices:
+            device.receive_datagram(message, source, now)
+            outputs.append((device.to_network[:], dict(device.drops)))
+            device.to_network.clear()
+        assert outputs[0] == outputs[1], (now, source)
+        answered += bool(outputs[0][0])
+    assert fast.drops[DropReason.RATE_LIMITED] > 3000  # the flood was refused ...
+    assert fast._refused_until  # ... through the memo
+    assert answered > 50  # and sources with tokens got cookie replies meanwhile
+    assert fast.drops[DropReason.DECRYPT_HANDSHAKE] == reference.drops[
+        DropReason.DECRYPT_HANDSHAKE]
+
+
+def test_flood_fast_path_never_drops_transport_data() -> None:
+    """An established peer that floods initiations from its own address (or whose address
+    an attacker spoofs) is refused handshakes, but its transport data still arrives."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pairlib import A_ENDPOINT, Pair
+
+    pair = Pair(b_knows_a_endpoint=True)
+    pair.a_sends(b"before")
+    assert [p[20:] for p in pair.b.received] == [b"before"]
+    pair.b.received.clear()
+    device = pair.b.device
+    start = pair.now
+    for i in range(2000):  # the flood, 2000/s from the peer's endpoint
+        device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
+                                start + i / 2000)
+    pair.clock.now = start + 1.0
+    rate_limited = device.drops[DropReason.RATE_LIMITED]
+    device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
+                            pair.now)
+    assert device.drops[DropReason.RATE_LIMITED] == rate_limited + 1  # refused, fast path
+    assert device._refused_until.get(A_ENDPOINT[0], 0) > pair.now
+    for n in range(5):
+        pair.a_sends(b"during %d" % n)
+    assert [p[20:] for p in pair.b.received] == [b"during %d" % n for n in range(5)]

@@ -59,6 +59,7 @@ from wgpy.core.timers import (
 from wgpy.errors import DropReason, WgError
 
 _INF = float("inf")
+_REFUSED_SOURCES_MAX = 4096  # entries in Device._refused_until before it is emptied
 # plain ints for the per-packet paths (an IntEnum attribute lookup costs more)
 _T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
 _T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
@@ -98,6 +99,8 @@ class Device:
         self._load_window_start = 0.0
         self._load_window_count = 0
         self._last_under_load = -_INF
+        # source host -> until when the rate limiter refuses it (see _receive_other)
+        self._refused_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -561,8 +564,24 @@ class Device:
             return
         if kind == MESSAGE_COOKIE_REPLY:
             self._receive_cookie_reply(data, now)
-        else:
-            self._receive_handshake(kind, data, src, now)
+            return
+        # A flood's fast path: a source the rate limiter refused is refused until its bucket
+        # holds a token again (the limiter said when), so while the device stays under load
+        # its handshake messages are counted and dropped before the mac1 check and the
+        # limiter's lookup, ~5x cheaper. The limiter's state is the same as if it had been
+        # asked (a refusal only refills by elapsed time); a message with a bad mac1 counts
+        # as rate limited instead of bad mac1 -- dropped either way.
+        refused_until = self._refused_until.get(src[0])
+        if (
+            refused_until is not None
+            and now < refused_until
+            and now - self._last_under_load < UNDER_LOAD_LINGER
+            and self.identity is not None
+        ):
+            self._under_load(now)  # the flood still counts as load
+            self.drops[DropReason.RATE_LIMITED] += 1
+            return
+        self._receive_handshake(kind, data, src, now)
 
     # --- handshake messages
 
@@ -587,7 +606,13 @@ class Device:
             # crypto beyond mac1: handshake work as in the kernel, and -- since a cookie reply
             # costs an XChaCha20 seal -- cookie replies too, so one flooding address cannot
             # keep the device busy answering it.
-            if not self.rate_limiter.allow(src[0], now):
+            wait = self.rate_limiter.allow_or_wait(src[0], now)
+            if wait:
+                refused = self._refused_until
+                if len(refused) >= _REFUSED_SOURCES_MAX:
+                    refused.clear()  # many flooding addresses: the memo only saves time
+                # a microsecond early rather than late: float rounding never refuses a token
+                refused[src[0]] = now + wait - 1e-6
                 self.drops[DropReason.RATE_LIMITED] += 1
                 return
             if not self.cookie_checker.check_mac2(data, src, now, self.rng):

@@ -83,6 +83,14 @@ class RateLimiter:
 
     def allow(self, ip: bytes | str, now: float) -> bool:
         """May this source have one more handshake processed at time `now`?"""
+        return self.allow_or_wait(ip, now) == 0.0
+
+    def allow_or_wait(self, ip: bytes | str, now: float) -> float:
+        """`allow`, saying more on refusal: 0.0 when allowed (a token was taken), else the
+        seconds until this source's bucket holds a token again if nothing else happens (> 0;
+        a refusal because the table is full says 1 ns: nothing is known about later). Until
+        then the source is refused whatever it sends, so a caller may refuse it without
+        asking again (the bucket's state is the same whether or not it is asked)."""
         # Integer nanoseconds, rounded once, so that bucket arithmetic is exact (0.05 s is
         # exactly one packet's cost, not 49,999,999.99 ns of it).
         now_ns = round(now * _NSEC_PER_SEC)
@@ -96,13 +104,13 @@ class RateLimiter:
             entry[_LAST_SEEN] = now_ns
             if tokens >= PACKET_COST:
                 entry[_TOKENS] = tokens - PACKET_COST
-                return True
+                return 0.0
             entry[_TOKENS] = tokens
-            return False
+            return (PACKET_COST - tokens) / _NSEC_PER_SEC
         if len(self._entries) >= self.max_entries:
-            return False  # full: refuse new sources rather than grow without bound
+            return 1 / _NSEC_PER_SEC  # full: refuse new sources rather than grow without bound
         self._entries[key] = [now_ns, TOKEN_MAX - PACKET_COST]
-        return True
+        return 0.0
 
     def _maybe_prune(self, now_ns: int) -> None:
         """Drop entries idle for more than a second; runs at most once per second of `now`,
