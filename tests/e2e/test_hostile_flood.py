@@ -151,10 +151,12 @@ def test_initiation_flood_cookies_and_legitimate_peers_survive(topo: Topology) -
 
 
 def test_initiation_flood_at_full_speed(topo: Topology) -> None:
-    """The same at full Python speed (~100k/s, more than this Python daemon processes: measured
-    ~65k/s, so the kernel drops a third of everything on that socket, the legitimate peer's
-    packets too -- seen: 13 of 20 pings through, RTT ~250 ms). Prints what the legitimate peer
-    saw; asserts bounded memory, that DH work stays bounded, and that the tunnel recovers."""
+    """The same at full Python speed (~100-160k/s). Before the core's fast path for refused
+    sources (Device._refused_until) the daemon processed ~65k/s, the kernel dropped a third to
+    half of everything on that socket, the legitimate peer's packets too (8-14 of 20 pings
+    through, RTT ~200-280 ms); with it, ~90-100% of the flood is processed and dropped by the
+    daemon and 19-20 of 20 pings pass (RTT 1-50 ms). Prints what the legitimate peer saw;
+    asserts that, bounded memory and DH work, and that the tunnel recovers."""
     site = Site(topo)
     rss_before = vm_rss_kb(site.daemon.pid)
     attacker = flood(topo, site.x, "initiations", "192.168.82.1", site.server.listen_port,
@@ -169,7 +171,10 @@ def test_initiation_flood_at_full_speed(topo: Topology) -> None:
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_KB
     drops = site.drops()
     assert drops.get("decrypt_handshake", 0) <= 2 * UNDER_LOAD_RATE, drops  # no DH per flood
-    assert drops.get("rate_limited", 0) > flooded["sent"] // 10, drops
+    # the daemon keeps up with (nearly) the whole flood, so the kernel drops little of it
+    assert drops.get("rate_limited", 0) >= flooded["sent"] * 3 // 4, (drops, flooded)
+    received = int(re.search(r"(\d+) received", ping.stdout).group(1))
+    assert received >= 18, ping.stdout  # the established peer's traffic kept flowing
     time.sleep(1.5)
     site.client.ns.ping(site.server.ip4)
 
