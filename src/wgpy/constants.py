@@ -21,7 +21,6 @@ RESPONSE_SIZE = 92
 COOKIE_REPLY_SIZE = 64
 TRANSPORT_HEADER_SIZE = 16
 TRANSPORT_MIN_SIZE = TRANSPORT_HEADER_SIZE + TAG_LEN  # a keepalive
-PADDING_MULTIPLE = 16
 
 CONSTRUCTION = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
 IDENTIFIER = b"WireGuard v1 zx2c4 Jason@zx2c4.com"
@@ -51,10 +50,7 @@ REPLAY_WINDOW_SIZE = REPLAY_WINDOW_BITS_TOTAL - 64  # 8128
 
 # --- tuning knobs (ours, modelled on the kernel's) ---------------------------------
 MAX_STAGED_PACKETS = 128  # packets queued per peer while a handshake is pending
-MAX_QUEUED_HANDSHAKES = 4096  # handshake backlog; "under load" at 1/8 of it
-UNDER_LOAD_AFTER = MAX_QUEUED_HANDSHAKES // 8
 UNDER_LOAD_LINGER = 1.0  # seconds a device stays "under load" after the backlog drains
-MAX_PEERS = 1 << 20
 
 DEFAULT_MTU = 1420
 DEFAULT_PORT = 51820

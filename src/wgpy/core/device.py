@@ -14,7 +14,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Network, IPv6Network
 
 from cryptography.exceptions import InvalidTag
 
@@ -411,6 +410,7 @@ class Device:
         lookup_v4 = self.allowed_ips.lookup_v4
         lookup_v6 = self.allowed_ips.lookup_v6
         encrypt = self._encrypt
+        keep_key_fresh = self._keep_key_fresh_send
         drops = self.drops
         last_destination = None
         peer: Peer | None = None
@@ -445,10 +445,7 @@ class Device:
                 and keypair.sending_counter < REJECT_AFTER_MESSAGES
             ):
                 encrypt(peer, keypair, packet, now)
-                if keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME or (
-                    keypair.sending_counter > REKEY_AFTER_MESSAGES
-                ):
-                    self._send_initiation(peer, now, retry=False)
+                keep_key_fresh(peer, keypair, now)
                 continue
             staged = peer.staged
             if len(staged) == staged.maxlen:
@@ -701,8 +698,3 @@ class Device:
         peer = owner if owner.__class__ is Peer else owner.peer  # type: ignore[union-attr]
         if not peer.cookie_generator.consume_reply(data, now):  # type: ignore[union-attr]
             self.drops[DropReason.BAD_COOKIE_REPLY] += 1
-
-    # ------------------------------------------------------------------ introspection
-
-    def allowed_ips_of(self, peer: Peer) -> list[IPv4Network | IPv6Network]:
-        return self.allowed_ips.entries_for(peer)

@@ -120,19 +120,3 @@ def parse_response(datagram: bytes) -> Response:
 def parse_cookie_reply(datagram: bytes) -> CookieReply:
     _, receiver, nonce, cookie = _COOKIE_REPLY.unpack(datagram)
     return CookieReply(receiver, nonce, cookie)
-
-
-def parse(datagram: bytes) -> Message | tuple[int, int, int] | DropReason:
-    """Parse any message: handshake messages as dataclasses, transport as (receiver, counter,
-    payload offset). The device's hot path does the transport case inline instead."""
-    kind = message_type(datagram)
-    if isinstance(kind, DropReason):
-        return kind
-    if kind == MESSAGE_TRANSPORT:
-        _, receiver, counter = TRANSPORT_HEADER.unpack_from(datagram)
-        return receiver, counter, TRANSPORT_HEADER.size
-    if kind == MESSAGE_INITIATION:
-        return parse_initiation(datagram)
-    if kind == MESSAGE_RESPONSE:
-        return parse_response(datagram)
-    return parse_cookie_reply(datagram)

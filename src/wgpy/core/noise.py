@@ -13,8 +13,6 @@ carry the whitepaper's pseudocode as comments so they can be reviewed line by li
 from __future__ import annotations
 
 import enum
-import hmac
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wgpy.constants import CONSTRUCTION, IDENTIFIER
@@ -291,9 +289,3 @@ def derive_transport_keys(hs: Handshake) -> tuple[bytes, bytes, bool]:
     hs.state = HandshakeState.ZEROED
     return (first, second, True) if initiator else (second, first, False)
 
-
-def keys_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
-
-
-LookupPeer = Callable[[bytes], Handshake | None]
