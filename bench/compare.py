@@ -74,8 +74,14 @@ METRICS = [
     Metric("udpfull_loss", f"UDP {UDP_FULL_PAYLOAD} B payload, loss", "%", 1, False, ratio=False),
     Metric("udpfull_tun_pps", f"UDP {UDP_FULL_PAYLOAD} B, delivered into receiver's TUN", "kpps",
            1e3, True),
+    Metric("udp64_rate", "UDP 64 B, most received with ≤ 1 % loss (paced)", "kpps", 1e3, True),
+    Metric("udpfull_rate", f"UDP {UDP_FULL_PAYLOAD} B, most received with ≤ 1 % loss (paced)",
+           "kpps", 1e3, True),
     Metric("ping_added", "ping RTT added over bare veth", "µs", 1e-6, False),
 ]
+PACED_LOSS = 1.0  # % loss a paced UDP probe may have and still pass
+PACED_BOUNDS = (1_000, 250_000)  # packets/s searched between, geometrically
+PACED_PROBES = 7
 
 
 @dataclass
@@ -123,6 +129,33 @@ def udp(topo: Topology, tunnel: Tunnel, seconds: float, payload: int
             into_tun / received["seconds"])
 
 
+def udp_max_rate(topo: Topology, tunnel: Tunnel, seconds: float, payload: int) -> float:
+    """The most packets/s the iperf3 server received from a paced UDP stream a->b while
+    losing at most PACED_LOSS % (RFC 2544's throughput, with a small loss allowance).
+
+    Offered rates are bisected geometrically between PACED_BOUNDS; a probe passes when its
+    loss is within the allowance and the client managed to send at least 95 % of the rate
+    (iperf3 blocks when the tunnel cannot take packets as fast as offered). Unlike the
+    unlimited-rate run, this does not depend on which process the scheduler starves when
+    more is offered than two cores can carry."""
+    low, high = PACED_BOUNDS
+    best = 0.0
+    for _ in range(PACED_PROBES):
+        rate = (low * high) ** 0.5
+        args = ["-u", "-l", str(payload), "-b", str(int(rate * payload * 8))]
+        report = topo.iperf3(tunnel.b.ns, tunnel.a.ns, tunnel.b.ip4, args, seconds=seconds)
+        received = report["end"]["sum_received"]
+        sent = report["end"]["sum_sent"]
+        sent_rate = sent["packets"] / sent["seconds"] if sent.get("packets") else 0.0
+        delivered = (received["packets"] - received["lost_packets"]) / received["seconds"]
+        if float(received["lost_percent"]) <= PACED_LOSS and sent_rate >= 0.95 * rate:
+            best = max(best, delivered)
+            low = rate
+        else:
+            high = rate
+    return best
+
+
 def ping_median_rtt(source: Netns, address: str) -> float:
     """Median RTT in seconds of PING_COUNT echoes."""
     result = source.run(
@@ -137,7 +170,8 @@ def ping_median_rtt(source: Netns, address: str) -> float:
 
 
 def measure_round(
-    topo: Topology, tunnel: Tunnel, seconds: float, bare_rtt: float, log: Callable[[str], None]
+    topo: Topology, tunnel: Tunnel, seconds: float, bare_rtt: float, log: Callable[[str], None],
+    only: list[str] | None = None,
 ) -> dict[str, float | None]:
     """One round of every metric for one implementation; a failing metric is None."""
     steps: list[tuple[tuple[str, ...], Callable[[], Any]]] = [
@@ -148,8 +182,13 @@ def measure_round(
         (("udp64_pps", "udp64_loss", "udp64_tun_pps"), lambda: udp(topo, tunnel, seconds, 64)),
         (("udpfull_pps", "udpfull_loss", "udpfull_tun_pps"),
          lambda: udp(topo, tunnel, seconds, UDP_FULL_PAYLOAD)),
+        (("udp64_rate",), lambda: udp_max_rate(topo, tunnel, seconds, 64)),
+        (("udpfull_rate",), lambda: udp_max_rate(topo, tunnel, seconds, UDP_FULL_PAYLOAD)),
         (("ping_added",), lambda: ping_median_rtt(tunnel.a.ns, tunnel.b.ip4) - bare_rtt),
     ]
+    if only:
+        steps = [(keys, step) for keys, step in steps
+                 if any(key.startswith(prefix) for key in keys for prefix in only)]
     results: dict[str, float | None] = {}
     for keys, step in steps:
         try:
@@ -209,7 +248,8 @@ def format_value(value: float) -> str:
 
 
 def markdown_table(
-    names: list[str], summary: dict[str, dict[str, float | None]], references: list[str]
+    names: list[str], summary: dict[str, dict[str, float | None]], references: list[str],
+    measured: set[str] | None = None,
 ) -> str:
     # Each implementation against each reference; between two references only the later one
     # over the earlier (upstream ÷ Debian), not also its inverse.
@@ -225,6 +265,8 @@ def markdown_table(
         "|" + "---|" + "---:|" * (len(header) - 1),
     ]
     for metric in METRICS:
+        if measured is not None and metric.key not in measured:
+            continue  # left out with --only
         direction = "" if metric.higher_is_better or not metric.ratio else ", lower is better"
         cells = [f"{metric.label} ({metric.unit}{direction})"]
         for name in names:
@@ -271,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", action="append", metavar="NAME=CMD",
                         help="implementation started as `CMD IFNAME`; replaces the defaults")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
+    parser.add_argument("--only", metavar="PREFIX[,PREFIX]",
+                        help="measure only the metrics whose key starts so (keys: "
+                        + ", ".join(m.key for m in METRICS) + ")")
     args = parser.parse_args(argv)
+    only = args.only.split(",") if args.only else None
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, TUN)")
     implementations = parse_implementations(args.impl)
@@ -295,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             shift = round_index % len(tunnels)
             for tunnel in tunnels[shift:] + tunnels[:shift]:
                 rounds[tunnel.implementation.name].append(
-                    measure_round(topo, tunnel, args.seconds, bare_rtt, log)
+                    measure_round(topo, tunnel, args.seconds, bare_rtt, log, only)
                 )
 
     summary = {name: medians(rounds[name]) for name in names}
@@ -305,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Median of {args.rounds} round(s) × {args.seconds:g} s; "
           f"{time.strftime('%Y-%m-%d')}, Linux {platform.release()}, {os.cpu_count()} CPUs; "
           f"bare veth ping RTT {statistics.median(bare_rtts) * 1e6:.0f} µs.\n")
-    print(markdown_table(names, summary, references))
+    measured = {key for per_name in rounds.values() for r in per_name for key in r}
+    print(markdown_table(names, summary, references, measured))
     print("\nImplementations: " + "; ".join(
         f"`{impl.name}` = `{shlex.join(impl.argv)}`" for impl in implementations))
     print(f"Command: `{command.strip()}`"

@@ -123,12 +123,10 @@ def dh(private: bytes | PrivateKey, public: bytes) -> bytes:
 
 # --- ChaCha20-Poly1305 ------------------------------------------------------------------
 
-_counter_nonce = struct.Struct("<4xQ").pack
-
-
-def nonce(counter: int) -> bytes:
-    """The 96-bit nonce: 32 zero bits then the 64-bit little-endian counter."""
-    return _counter_nonce(counter)
+# nonce(counter) -> the 96-bit nonce: 32 zero bits then the 64-bit little-endian counter.
+# Bound straight to the struct's pack: it runs once per transport packet, and a Python wrapper
+# would add a frame to each.
+nonce = _counter_nonce = struct.Struct("<4xQ").pack
 
 
 def aead_encrypt(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:

@@ -358,39 +358,64 @@ class Device:
             self._send_initiation(peer, now, retry=False)
             return
         staged = peer.staged
-        while staged:
-            self._encrypt(peer, keypair, staged.popleft(), now)
-        self._keep_key_fresh_send(peer, keypair, now)
+        packets = list(staged)
+        staged.clear()
+        sealed = self._seal(peer, keypair, packets, now)
+        if sealed < len(packets):  # the key ran out of counters half-way: a new session
+            staged.extend(packets[sealed:])
+            self._send_initiation(peer, now, retry=False)
 
-    def _encrypt(self, peer: Peer, keypair: Keypair, packet: bytes, now: float) -> None:
-        counter = keypair.sending_counter
-        keypair.sending_counter = counter + 1
-        length = len(packet)
-        # pad to a multiple of 16, never beyond the MTU (kernel: calculate_skb_padding)
-        mtu = self.mtu
-        last_unit = length % mtu if mtu else length
-        padded = (last_unit + 15) & ~15
-        if mtu and padded > mtu:
-            padded = mtu
-        if padded != last_unit:
-            packet = packet + _ZERO_PADDING[: padded - last_unit]
-        datagram = _pack_header(4, keypair.remote_index, counter) + keypair.send_aead.encrypt(
-            _nonce(counter), packet, None
-        )
+    def _seal(self, peer: Peer, keypair: Keypair, packets: list[bytes], now: float) -> int:
+        """Encrypt packets for `peer` in order with `keypair`; returns how many were sealed
+        (fewer than given only when the key's counter runs out).
+
+        The only place that frames transport data. Per packet it pads, counts and encrypts;
+        what the kernel does per packet but depends only on `now` (timers, the keep-key-fresh
+        rule, byte counters) is done once for the batch, with the same outcome."""
         endpoint = peer.endpoint
         if endpoint is None:
-            self.drops[DropReason.NO_ENDPOINT] += 1
-        else:
-            peer.tx_bytes += len(datagram)
-            self.to_network.append((datagram, endpoint))
+            self.drops[DropReason.NO_ENDPOINT] += len(packets)
+            return len(packets)
+        encrypt = keypair.send_aead.encrypt
+        remote_index = keypair.remote_index
+        append = self.to_network.append
+        mtu = self.mtu
+        first = counter = keypair.sending_counter
+        sent_bytes = 0
+        data = False
+        for packet in packets:
+            if counter >= REJECT_AFTER_MESSAGES:
+                break
+            length = len(packet)
+            # pad to a multiple of 16, never beyond the MTU (kernel: calculate_skb_padding)
+            last_unit = length % mtu if mtu else length
+            padded = (last_unit + 15) & ~15
+            if mtu and padded > mtu:
+                padded = mtu
+            if padded != last_unit:
+                packet = packet + _ZERO_PADDING[: padded - last_unit]
+            datagram = _pack_header(4, remote_index, counter) + encrypt(
+                _nonce(counter), packet, None
+            )
+            counter += 1
+            append((datagram, endpoint))
+            sent_bytes += len(datagram)
+            if length:
+                data = True
+        keypair.sending_counter = counter
+        if counter == first:
+            return 0
+        peer.tx_bytes += sent_bytes
         timers = peer.timers
         deadlines = timers.deadlines
         # any authenticated packet sent: no keepalive needed now
         deadlines[_T_SEND_KEEPALIVE] = None
         if timers.persistent_keepalive:
             self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
-        if length and deadlines[_T_NEW_HANDSHAKE] is None:
+        if data and deadlines[_T_NEW_HANDSHAKE] is None:
             self._arm(peer, Timer.NEW_HANDSHAKE, new_handshake_deadline(now, self._jitter()))
+        self._keep_key_fresh_send(peer, keypair, now)
+        return counter - first
 
     def _keep_key_fresh_send(self, peer: Peer, keypair: Keypair, now: float) -> None:
         if keypair.sending_counter > REKEY_AFTER_MESSAGES or (
@@ -405,15 +430,15 @@ class Device:
     def send_packets(self, packets: Iterable[bytes], now: float) -> None:
         """IP packets read from the TUN, in order; the same as `send_packet` on each.
 
-        This is the sending hot path: what it calls is bound to locals once per batch, and a
-        run of packets to one destination is routed once."""
+        This is the sending hot path: packets are routed one by one (a run to one destination
+        is looked up once) and each run of packets to one peer is sealed in one `_seal` call."""
         lookup_v4 = self.allowed_ips.lookup_v4
         lookup_v6 = self.allowed_ips.lookup_v6
-        encrypt = self._encrypt
-        keep_key_fresh = self._keep_key_fresh_send
         drops = self.drops
         last_destination = None
         peer: Peer | None = None
+        run_peer: Peer | None = None
+        run: list[bytes] = []
         for packet in packets:
             length = len(packet)
             version = packet[0] >> 4 if length else 0
@@ -433,25 +458,38 @@ class Device:
             if peer is None:
                 drops[DropReason.NO_ROUTE] += 1
                 continue
-            if peer.endpoint is None:
-                drops[DropReason.NO_ENDPOINT] += 1
-                continue
-            keypair = peer.keypairs.current
-            if (
-                keypair is not None
-                and not peer.staged
-                and keypair.valid
-                and now - keypair.created < REJECT_AFTER_TIME
-                and keypair.sending_counter < REJECT_AFTER_MESSAGES
-            ):
-                encrypt(peer, keypair, packet, now)
-                keep_key_fresh(peer, keypair, now)
-                continue
-            staged = peer.staged
-            if len(staged) == staged.maxlen:
-                drops[DropReason.STAGED_OVERFLOW] += 1  # the oldest is dropped, as the kernel
-            staged.append(packet)
-            self._send_staged(peer, now)
+            if peer is not run_peer:
+                if run:
+                    self._transmit(run_peer, run, now)  # type: ignore[arg-type]
+                    run = []
+                run_peer = peer
+            run.append(packet)
+        if run:
+            self._transmit(run_peer, run, now)  # type: ignore[arg-type]
+
+    def _transmit(self, peer: Peer, packets: list[bytes], now: float) -> None:
+        """Packets routed to `peer`: sealed now if it has a usable session and nothing
+        waiting, else staged behind what waits (a handshake is started if needed)."""
+        if peer.endpoint is None:
+            self.drops[DropReason.NO_ENDPOINT] += len(packets)
+            return
+        keypair = peer.keypairs.current
+        staged = peer.staged
+        if (
+            keypair is not None
+            and not staged
+            and keypair.valid
+            and now - keypair.created < REJECT_AFTER_TIME
+        ):
+            sealed = self._seal(peer, keypair, packets, now)
+            if sealed == len(packets):
+                return
+            packets = packets[sealed:]  # the key ran out of counters: stage the rest
+        overflow = len(staged) + len(packets) - staged.maxlen  # type: ignore[operator]
+        if overflow > 0:  # the oldest are dropped, as the kernel
+            self.drops[DropReason.STAGED_OVERFLOW] += overflow
+        staged.extend(packets)
+        self._send_staged(peer, now)
 
     # ------------------------------------------------------------------ receiving
 
@@ -462,85 +500,94 @@ class Device:
     def receive_datagrams(self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float) -> None:
         """UDP datagrams in arrival order; the same as `receive_datagram` on each.
 
-        This is the receiving hot path: transport data is handled inline with what it needs
-        bound to locals once per batch; handshake messages go to `_receive_other`."""
+        This is the receiving hot path. Consecutive transport datagrams for one receiver index
+        form a run: the session is looked up and checked once per run, each datagram is then
+        checked against the replay window, decrypted and source-checked, and what depends only
+        on `now` (timers, byte counters, confirming a new session) is done once per run by
+        `_received_run`. Handshake messages end a run and go to `_receive_other`."""
         indices_get = self.indices.get
         lookup_v4 = self.allowed_ips.lookup_v4
         lookup_v6 = self.allowed_ips.lookup_v6
-        to_tun = self.to_tun
+        to_tun = self.to_tun.append
         drops = self.drops
+        events = self.events
         oldest_valid = now - REJECT_AFTER_TIME
+        run_receiver = -1  # receiver index of the open run (-1: none)
+        keypair: Keypair | None = None
+        peer: Peer | None = None
+        check = update = decrypt = None
+        endpoint: Endpoint | None = None
+        authenticated = 0  # datagrams of the run that passed the AEAD and the replay window
+        run_bytes = run_data = 0
+        last_source = None  # inner source address last looked up, and its owner
+        owner = None
         for data, src in datagrams:
             # a transport message: type 4, reserved zero, header + tag at least
             if len(data) < TRANSPORT_MIN_SIZE or data[0] != 4 or data[1] or data[2] or data[3]:
+                if authenticated:
+                    self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
+                    authenticated = 0
+                run_receiver = -1
                 self._receive_other(data, src, now)
                 continue
             _, receiver, counter = _unpack_header(data)
-            keypair = indices_get(receiver)
-            if keypair is None or keypair.__class__ is not Keypair:
-                drops[DropReason.UNKNOWN_RECEIVER] += 1
-                continue
-            if not keypair.valid or keypair.created <= oldest_valid:  # type: ignore[union-attr]
-                drops[DropReason.KEY_EXPIRED] += 1
-                continue
-            replay = keypair.replay  # type: ignore[union-attr]
-            if not replay.check(counter):
+            if receiver != run_receiver:
+                if authenticated:
+                    self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
+                    authenticated = 0
+                run_receiver = -1
+                keypair = indices_get(receiver)  # type: ignore[assignment]
+                if keypair is None or keypair.__class__ is not Keypair:
+                    drops[DropReason.UNKNOWN_RECEIVER] += 1
+                    continue
+                if not keypair.valid or keypair.created <= oldest_valid:
+                    drops[DropReason.KEY_EXPIRED] += 1
+                    continue
+                run_receiver = receiver
+                peer = keypair.peer  # type: ignore[assignment]
+                check = keypair.replay.check
+                update = keypair.replay.update
+                decrypt = keypair.receive_aead.decrypt
+                run_bytes = run_data = 0
+            if not check(counter):  # type: ignore[misc]
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
             try:
-                plaintext = keypair.receive_aead.decrypt(  # type: ignore[union-attr]
-                    _nonce(counter), data[16:], None
-                )
+                plaintext = decrypt(_nonce(counter), data[16:], None)  # type: ignore[misc]
             except InvalidTag:
                 drops[DropReason.DECRYPT_DATA] += 1
                 continue
-            if not replay.update(counter):
+            if not update(counter):  # type: ignore[misc]
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
             # authenticated from here on
-            peer: Peer = keypair.peer  # type: ignore[union-attr, assignment]
-            keypairs = peer.keypairs
-            if keypair is keypairs.next:
-                self._drop_keypairs(keypairs.confirm(keypair))  # type: ignore[arg-type]
-                self._handshake_complete(peer, now)
-                if peer.staged:
-                    self._send_staged(peer, now)
-            peer.rx_bytes += len(data)
-            if peer.endpoint != src:
-                if peer.endpoint is not None:
-                    self.events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
-                peer.endpoint = src  # roaming: follow authenticated packets only
-            timers = peer.timers
-            # keep key fresh on receive: an initiator renews before the key is rejected
-            if (
-                keypair.i_am_initiator  # type: ignore[union-attr]
-                and not timers.sent_lastminute_handshake
-                and keypair is keypairs.current
-                and now - keypair.created  # type: ignore[union-attr]
-                >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-            ):
-                timers.sent_lastminute_handshake = True
-                self._send_initiation(peer, now, retry=False)
-            deadlines = timers.deadlines
-            deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
-            if timers.persistent_keepalive:
-                self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
+            if not authenticated:
+                self._authenticated_run(keypair, now)  # type: ignore[arg-type]
+                endpoint = peer.endpoint  # type: ignore[union-attr]
+            authenticated += 1
+            run_bytes += len(data)
+            if src != endpoint:  # roaming: follow authenticated packets only
+                if endpoint is not None:
+                    events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
+                peer.endpoint = endpoint = src  # type: ignore[union-attr]
             if not plaintext:
                 continue  # keepalive
-            # data received
-            if deadlines[_T_SEND_KEEPALIVE] is None:
-                self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
-            else:
-                timers.need_another_keepalive = True
+            run_data += 1
             size = len(plaintext)
             version = plaintext[0] >> 4
             if version == 4 and size >= 20:
                 total = (plaintext[2] << 8) | plaintext[3]
-                owner = lookup_v4(plaintext[12:16])
+                source = plaintext[12:16]
+                if source != last_source:  # a run from one source is looked up once
+                    owner = lookup_v4(source)
+                    last_source = source
                 minimum = 20
             elif version == 6 and size >= 40:
                 total = 40 + ((plaintext[4] << 8) | plaintext[5])
-                owner = lookup_v6(plaintext[8:24])
+                source = plaintext[8:24]
+                if source != last_source:
+                    owner = lookup_v6(source)
+                    last_source = source
                 minimum = 40
             else:
                 drops[DropReason.BAD_INNER_PACKET] += 1
@@ -551,7 +598,45 @@ class Device:
             if owner is not peer:
                 drops[DropReason.DISALLOWED_SOURCE] += 1
                 continue
-            to_tun.append(plaintext if total == size else plaintext[:total])
+            to_tun(plaintext if total == size else plaintext[:total])
+        if authenticated:
+            self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
+
+    def _authenticated_run(self, keypair: Keypair, now: float) -> None:
+        """The first datagram of a run passed authentication: confirm a new session, and let
+        an initiator renew a key about to be rejected (kernel: keep_key_fresh on receive)."""
+        peer: Peer = keypair.peer  # type: ignore[assignment]
+        keypairs = peer.keypairs
+        timers = peer.timers
+        if keypair is keypairs.next:
+            self._drop_keypairs(keypairs.confirm(keypair))
+            self._handshake_complete(peer, now)
+            if peer.staged:
+                self._send_staged(peer, now)
+        if (
+            keypair.i_am_initiator
+            and not timers.sent_lastminute_handshake
+            and keypair is keypairs.current
+            and now - keypair.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+        ):
+            timers.sent_lastminute_handshake = True
+            self._send_initiation(peer, now, retry=False)
+
+    def _received_run(self, peer: Peer, received_bytes: int, data_packets: int, now: float) -> None:
+        """Timers and counters of a run of authenticated datagrams, as the kernel's
+        per-packet hooks would leave them (they depend on `now` alone)."""
+        peer.rx_bytes += received_bytes
+        timers = peer.timers
+        deadlines = timers.deadlines
+        deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
+        if timers.persistent_keepalive:
+            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
+        if data_packets:  # data received: a keepalive is due unless data goes back first
+            if deadlines[_T_SEND_KEEPALIVE] is None:
+                self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+                data_packets -= 1
+            if data_packets:
+                timers.need_another_keepalive = True
 
     def _receive_other(self, data: bytes, src: Endpoint, now: float) -> None:
         """Anything but a well-formed transport header: handshake messages or garbage."""
