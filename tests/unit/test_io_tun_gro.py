@@ -13,6 +13,8 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wgpy.io import tun_gro
 from wgpy.io.tun_gro import coalesce
@@ -255,3 +257,113 @@ def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
         tun.close()
 
     in_new_netns(body)
+
+
+# --- property: a coalesced batch cut back into segments is the batch, flow by flow ----------
+
+def _segments(write: list) -> list[tuple]:
+    """What the kernel makes of one write: (flow, fields...) per segment, as `_describe`."""
+    data = joined(write)
+    _flags, gso_type, hdr_len, gso_size, _start, _offset = vnet(write)
+    if not gso_type:
+        return [_describe(data)]
+    header, payload = data[:hdr_len], data[hdr_len:]
+    chunks = [payload[i : i + gso_size] for i in range(0, len(payload), gso_size)]
+    if gso_type == tun_gro.VNET_HDR_GSO_UDP_L4:
+        return [("udp", _flow(header, header[0] >> 4 == 6), chunk) for chunk in chunks]
+    v6 = gso_type == tun_gro.VNET_HDR_GSO_TCPV6
+    tcp_at = 40 if v6 else 20
+    seq = struct.unpack_from("!I", header, tcp_at + 4)[0]
+    result = []
+    for index, chunk in enumerate(chunks):
+        segment_flags = header[tcp_at + 13]
+        if index < len(chunks) - 1:
+            segment_flags &= ~PSH  # the kernel puts PSH on the last segment only
+        fixed = header[tcp_at + 8 : tcp_at + 12] + header[tcp_at + 14 : tcp_at + 16] \
+            + header[tcp_at + 20 :]
+        result.append(("tcp", _flow(header, v6), (seq + index * gso_size) & 0xFFFFFFFF,
+                       segment_flags, fixed, chunk))
+    return result
+
+
+def _flow(packet: bytes, v6: bool) -> bytes:
+    return packet[8:44] if v6 else packet[12:24]
+
+
+def _describe(packet: bytes) -> tuple:
+    v6 = packet[0] >> 4 == 6
+    proto = packet[6] if v6 else packet[9]
+    tcp_at = 40 if v6 else 20
+    if proto == 6 and len(packet) > tcp_at + 20:
+        header_len = tcp_at + ((packet[tcp_at + 12] >> 4) << 2)
+        fixed = packet[tcp_at + 8 : tcp_at + 12] + packet[tcp_at + 14 : tcp_at + 16] \
+            + packet[tcp_at + 20 : header_len]
+        return ("tcp", _flow(packet, v6), struct.unpack_from("!I", packet, tcp_at + 4)[0],
+                packet[tcp_at + 13], fixed, packet[header_len:])
+    if proto == 17:
+        return ("udp", _flow(packet, v6), packet[tcp_at + 8 :])
+    return ("other", b"", packet)
+
+
+_FLOWS = [
+    lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack),
+    lambda payload, seq, flags, ack: tcp4(payload, seq, flags, sport=999, ack=ack),
+    lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack,
+                                          options=b"\x01\x01\x08\x0a" + bytes(8)),
+    lambda payload, seq, flags, ack: tcp6(payload, seq, flags),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("tcp"), st.integers(0, len(_FLOWS) - 1),
+                      st.sampled_from([None, None, None, 0, 1, 100, 500]),  # None: full
+                      st.sampled_from([ACK, ACK, ACK, ACK | PSH, SYN, FIN | ACK]),
+                      st.sampled_from([0, 0, 0, 0, 7]),  # sequence gap
+                      st.sampled_from([1, 1, 1, 2])),  # ack number
+            st.tuples(st.just("udp"), st.sampled_from([1, 300, 300, 300])),
+            st.tuples(st.just("other"), st.just(0)),
+        ),
+        max_size=80,
+    ),
+    st.booleans(),
+)
+def test_coalesced_writes_cut_back_into_the_same_segments_per_flow(story, udp: bool) -> None:
+    next_seq = [1000, 5000, 9000, 70000]
+    packets = []
+    for step in story:
+        if step[0] == "tcp":
+            _, flow, size, flags, gap, ack = step
+            payload = bytes([flow]) * (1200 if size is None else size)
+            seq = (next_seq[flow] + gap) & 0xFFFFFFFF
+            packets.append(_FLOWS[flow](payload, seq, flags, ack))
+            next_seq[flow] = seq + len(payload)
+        elif step[0] == "udp":
+            packets.append(udp4(b"u" * step[1]))
+        else:
+            packets.append(bytes([0x45]) + bytes(8) + bytes([1]) + bytes(30))
+    writes = coalesce(packets, udp=udp)
+    got = [segment for write in writes for segment in _segments(write)]
+    want = [_describe(packet) for packet in packets]
+    assert sorted(map(repr, got)) == sorted(map(repr, want))  # nothing lost, made up or changed
+    for key in {(d[0], d[1]) for d in want}:  # and each flow in its order
+        assert [d for d in got if (d[0], d[1]) == key] == [d for d in want if (d[0], d[1]) == key]
+    # a packet that is not coalesced is a barrier: nothing crosses it, in either direction
+    def barrier(d: tuple) -> bool:
+        return d[0] == "other" or (d[0] == "udp" and not udp) or (
+            d[0] == "tcp" and (d[3] & ~PSH != ACK or not d[5]))
+
+    def between_barriers(descriptions: list[tuple]) -> list[list[str]]:
+        parts: list[list[str]] = [[]]
+        for d in descriptions:
+            if barrier(d):
+                parts += [[repr(d)], []]
+            else:
+                parts[-1].append(repr(d))
+        return [sorted(part) for part in parts]
+
+    assert between_barriers(got) == between_barriers(want)
+    for write in writes:
+        assert len(joined(write)) <= tun_gro.MAX_SUPER_PACKET
