@@ -516,21 +516,25 @@ class Device:
         keypair: Keypair | None = None
         peer: Peer | None = None
         check = update = decrypt = None
+        newest = 0  # the newest counter the run's replay window has accepted
         endpoint: Endpoint | None = None
         authenticated = 0  # datagrams of the run that passed the AEAD and the replay window
         run_bytes = run_data = 0
         last_source = None  # inner source address last looked up, and its owner
         owner = None
         for data, src in datagrams:
-            # a transport message: type 4, reserved zero, header + tag at least
-            if len(data) < TRANSPORT_MIN_SIZE or data[0] != 4 or data[1] or data[2] or data[3]:
+            # a transport message: header + tag at least, type 4 and reserved zero (one u32)
+            if len(data) >= TRANSPORT_MIN_SIZE:
+                kind, receiver, counter = _unpack_header(data)
+            else:
+                kind = 0
+            if kind != 4:
                 if authenticated:
                     self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
                     authenticated = 0
                 run_receiver = -1
                 self._receive_other(data, src, now)
                 continue
-            _, receiver, counter = _unpack_header(data)
             if receiver != run_receiver:
                 if authenticated:
                     self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
@@ -545,11 +549,15 @@ class Device:
                     continue
                 run_receiver = receiver
                 peer = keypair.peer  # type: ignore[assignment]
-                check = keypair.replay.check
-                update = keypair.replay.update
+                replay = keypair.replay
+                check = replay.check
+                update = replay.update
+                newest = replay.newest
                 decrypt = keypair.receive_aead.decrypt
                 run_bytes = run_data = 0
-            if not check(counter):  # type: ignore[misc]
+            # a counter above the newest accepted passes the window: only older ones are
+            # checked before decrypting (over the limit, `update` refuses it after)
+            if counter <= newest and not check(counter):  # type: ignore[misc]
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
             try:
@@ -560,16 +568,20 @@ class Device:
             if not update(counter):  # type: ignore[misc]
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
+            if counter > newest:  # noqa: PLR1730 -- a compare is cheaper than calling max()
+                newest = counter
             # authenticated from here on
             if not authenticated:
                 self._authenticated_run(keypair, now)  # type: ignore[arg-type]
                 endpoint = peer.endpoint  # type: ignore[union-attr]
             authenticated += 1
             run_bytes += len(data)
-            if src != endpoint:  # roaming: follow authenticated packets only
-                if endpoint is not None:
-                    events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
-                peer.endpoint = endpoint = src  # type: ignore[union-attr]
+            if src is not endpoint:  # (datagrams of one GRO read share one src object)
+                if src != endpoint:  # roaming: follow authenticated packets only
+                    if endpoint is not None:
+                        events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
+                    peer.endpoint = src  # type: ignore[union-attr]
+                endpoint = src
             if not plaintext:
                 continue  # keepalive
             run_data += 1

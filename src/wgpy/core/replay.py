@@ -50,6 +50,12 @@ class ReplayWindow:
         self._last = 0
         self._ring = [0] * _RING_WORDS
 
+    @property
+    def newest(self) -> int:
+        """The highest counter accepted so far (0 when fresh): any higher one below the
+        limit would be accepted."""
+        return self._last
+
     def check(self, counter: int) -> bool:
         """Would `counter` be accepted now? Changes nothing: call before decrypting."""
         last = self._last
