@@ -457,3 +457,18 @@ def test_link_down_drops_packets_and_up_resumes(topo: Topology) -> None:
     end_b.ns.run(["ip", "route", "replace", "10.77.0.0/24", "dev", end_b.ifname])
     end_a.ns.ping(end_b.ip4)
     assert topo.wg(end_b.ns, "show", end_b.ifname).returncode == 0
+
+
+@pytest.mark.parametrize("pair", ["wgpy-wggo", "wggo-wgpy"])
+def test_padding_follows_an_mtu_set_after_start(topo: Topology, pair: str) -> None:
+    """wg-quick sets the MTU once the daemon runs (PPPoE: 1412). A 1410-byte packet is padded
+    to the MTU, 1412 (the kernel's and wireguard-go's calculate_skb_padding), not to the
+    default 1420: the datagram is 16 + 1412 + 16 = 1444 bytes. The sender is wgpy in one
+    case and wireguard-go in the other, so the expected size is the reference's."""
+    a_end, b_end = make_pair(topo, PAIRS[pair], mtu=1412)
+    a_end.ns.ping(b_end.ip4, count=2)  # handshake done, sessions confirmed
+    time.sleep(1.2)  # the daemon looks at the interface's MTU once a second
+    before = topo.wg_dump(a_end.ns, a_end.ifname).peers[b_end.public_key].tx_bytes
+    a_end.ns.run(["ping", "-n", "-q", "-c", "1", "-s", str(1410 - 28), "-W", "2", b_end.ip4])
+    after = topo.wg_dump(a_end.ns, a_end.ifname).peers[b_end.public_key].tx_bytes
+    assert after - before in (1444, 1444 + 32)  # + a keepalive, if one fell due meanwhile

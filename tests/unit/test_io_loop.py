@@ -29,6 +29,7 @@ class ScriptedDevice:
         self.timer_calls: list[float] = []
         self.drops: collections.Counter = collections.Counter()
         self.wall_offset = 0.0
+        self.mtu = 1420
 
     def send_packet(self, packet: bytes, now: float) -> None:
         self.sent_packets.append((packet, now))
@@ -137,6 +138,22 @@ def test_wall_offset_is_kept_for_the_core(rig):
     loop, device, _tun, _udp, _remote, clock = rig
     loop.run_once(max_wait=0)
     assert device.wall_offset == 5000.0 - clock.now
+
+
+def test_padding_follows_the_interface_mtu_set_after_start(rig):
+    """wg-quick sets the MTU after the daemon started; the core must pad to it."""
+    loop, device, tun, _udp, _remote, clock = rig
+    loop.run_once(max_wait=0)
+    tun.mtu = 1412
+    loop.run_once(max_wait=0)
+    assert device.mtu == 1420  # not yet: checked with the housekeeping, once a second
+    clock.now += 1.0
+    loop.run_once(max_wait=0)
+    assert device.mtu == 1412
+    tun.delete()  # an unreadable MTU changes nothing
+    clock.now += 1.0
+    loop._housekeeping()
+    assert device.mtu == 1412
 
 
 def test_link_deletion_stops_the_loop(rig):

@@ -290,7 +290,18 @@ class DeviceLoop:
             else:
                 handler[1]()
 
+    def _follow_mtu(self) -> None:
+        """Pad to the interface's MTU as it is now (the kernel and wireguard-go follow it too):
+        padding to a larger, stale MTU would make full-size datagrams too big for the path the
+        operator sized the MTU for."""
+        current_mtu = getattr(self.tun, "current_mtu", None)
+        mtu = current_mtu() if current_mtu is not None else None
+        if mtu and mtu != self.device.mtu:
+            log.debug("MTU of the interface is now %d", mtu)
+            self.device.mtu = mtu
+
     def _housekeeping(self) -> None:
+        self._follow_mtu()
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
         # wall clock when it is set
         self.device.wall_offset = self.wall_clock() - self.clock()

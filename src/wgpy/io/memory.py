@@ -60,10 +60,14 @@ class MemoryTun:
         self.to_device: collections.deque[bytes] = collections.deque()
         self.written: list[bytes] = []
         self.deleted = False
+        self.mtu = 1420  # what `ip link set mtu` would change
         self._wake = _Wakeup()
 
     def fileno(self) -> int:
         return self._wake.fileno()
+
+    def current_mtu(self) -> int | None:
+        return None if self.deleted else self.mtu
 
     def inject(self, packet: bytes) -> None:
         self.to_device.append(packet)

@@ -90,6 +90,14 @@ class TunDevice:
         self.closed = False
         self.udp_gro = False  # coalesce UDP too (tun_gro.py: measured slower, off by default)
 
+    def current_mtu(self) -> int | None:
+        """The interface's MTU now (it changes under us: wg-quick sets it after we start),
+        or None if it cannot be read (the link is gone)."""
+        try:
+            return get_mtu(self.name)
+        except OSError:
+            return None
+
     # --- opening ---------------------------------------------------------------------
 
     @classmethod
