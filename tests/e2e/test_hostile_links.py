@@ -102,7 +102,12 @@ def test_impaired_relay_loss_reorder_duplicate_delay(topo: Topology) -> None:
     report = topo.iperf3(a, b, end_a.ip4, seconds=3)
     elapsed = time.monotonic() - started
     received = report["end"]["sum_received"]["bytes"]
-    b.ping(end_a.ip4, count=5, interval=0.1)  # losses happen: ping retried by count below
+    # the tunnel still works after the bulk transfer; with 5 % loss each way one echo in ten
+    # is lost on average, so ask for half of them (fewer than 5 of 10: p < 2e-4)
+    result = b.run(["ping", "-n", "-q", "-c", "10", "-i", "0.1", "-W", "2", end_a.ip4],
+                   check=False, timeout=30)
+    answered = int(result.stdout.split(" received")[0].rsplit(" ", 1)[-1])
+    assert answered >= 5, result.stdout
     relay.terminate()
     relay.wait(timeout=5)
     counts = json.loads(topo.log_of(relay).strip().splitlines()[-1])

@@ -296,7 +296,7 @@ class DeviceLoop:
         operator sized the MTU for."""
         current_mtu = getattr(self.tun, "current_mtu", None)
         mtu = current_mtu() if current_mtu is not None else None
-        if mtu and mtu != self.device.mtu:
+        if mtu and mtu != getattr(self.device, "mtu", mtu):
             log.debug("MTU of the interface is now %d", mtu)
             self.device.mtu = mtu
 
