@@ -165,3 +165,27 @@ def test_a_batch_crosses_peers_sessions_and_garbage_in_order() -> None:
     assert len(roams) == 2  # to ROAMED and back
     assert state["a"]["drops"]  # type: ignore[index]
     assert B_ENDPOINT == state["a"]["endpoint"]  # type: ignore[index]
+
+
+def test_a_batch_stops_at_the_last_counter_and_waits_for_a_new_session() -> None:
+    """The kernel checks the message limit per packet (send.c: out_invalid): packets past it
+    are kept for the next session, which a handshake is started for; none goes out with a
+    counter at or over REJECT_AFTER_MESSAGES."""
+    from wgpy.constants import REJECT_AFTER_MESSAGES
+
+    pair = Pair(seed=3)
+    pair.a_sends()  # session up
+    keypair = pair.peer_b.keypairs.current
+    assert keypair is not None
+    keypair.sending_counter = REJECT_AFTER_MESSAGES - 2
+    pair.clock.advance(6.0)  # past REKEY_TIMEOUT: a new initiation may go out
+    packets = [ipv4_packet("10.9.0.1", "10.9.0.2", bytes([i]) * 20) for i in range(5)]
+    pair.a.device.send_packets(packets, pair.now)
+    out = pair.a.device.to_network
+    data = [d for d, _ in out if d[0] == 4]
+    counters = [int.from_bytes(d[8:16], "little") for d in data]
+    assert counters == [REJECT_AFTER_MESSAGES - 2, REJECT_AFTER_MESSAGES - 1]
+    assert list(pair.peer_b.staged) == packets[2:]
+    assert [d[0] for d, _ in out].count(1) == 1  # one handshake initiation
+    pair.deliver()  # the new session carries the rest
+    assert pair.b.received[-3:] == packets[2:]
