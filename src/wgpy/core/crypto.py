@@ -126,16 +126,16 @@ def dh(private: bytes | PrivateKey, public: bytes) -> bytes:
 # nonce(counter) -> the 96-bit nonce: 32 zero bits then the 64-bit little-endian counter.
 # Bound straight to the struct's pack: it runs once per transport packet, and a Python wrapper
 # would add a frame to each.
-nonce = _counter_nonce = struct.Struct("<4xQ").pack
+nonce = struct.Struct("<4xQ").pack
 
 
 def aead_encrypt(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:
-    return ChaCha20Poly1305(key).encrypt(_counter_nonce(counter), plaintext, ad)
+    return ChaCha20Poly1305(key).encrypt(nonce(counter), plaintext, ad)
 
 
 def aead_decrypt(key: bytes, counter: int, ciphertext: bytes, ad: bytes) -> bytes:
     try:
-        return ChaCha20Poly1305(key).decrypt(_counter_nonce(counter), ciphertext, ad)
+        return ChaCha20Poly1305(key).decrypt(nonce(counter), ciphertext, ad)
     except InvalidTag:
         raise CryptoError("authentication failed") from None
 
