@@ -12,9 +12,9 @@ import errno
 import os
 import socket
 import stat
-import threading
 
 import pytest
+from looplib import spinning
 
 from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
 from wgpy.io.loop import DeviceLoop
@@ -54,18 +54,8 @@ def served(tmp_path):
     handler = RecordingHandler()
     path = socket_path("wgdtest0", directory)
     server = UapiServer(listener, path, handler, loop)
-    running = threading.Event()
-    running.set()
-
-    def spin() -> None:
-        while running.is_set():
-            loop.run_once(max_wait=0.01)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    yield path, handler, server
-    running.clear()
-    thread.join(2)
+    with spinning(loop):
+        yield path, handler, server
     server.close()
     loop.close()
 

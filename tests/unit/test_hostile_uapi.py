@@ -13,11 +13,11 @@ import errno
 import ipaddress
 import secrets
 import socket
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from looplib import spinning
 
 from wgpy.cli.show import to_json
 from wgpy.control.apply import device_state
@@ -143,27 +143,17 @@ def test_client_reads_drops_over_a_real_socket_and_json_shows_them(tmp_path) -> 
     loop = DeviceLoop(device, MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"))
     server = UapiServer(open_uapi_socket(name, directory), socket_path(name, directory),
                         DeviceUapi(device, None, lambda: NOW), loop)
-    running = threading.Event()
-    running.set()
-
-    def spin() -> None:
-        while running.is_set():
-            loop.run_once(max_wait=0.01)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
     try:
-        client = UapiClient(directory, timeout=3)
-        assert client.drops(name) == {"bad_mac1": 1}
-        control = DeviceControl(uapi=client)
-        state = control.get(name)
-        document = to_json(name, state, False, control.drops(name))
-        assert document["drops"] == {"bad_mac1": 1}
-        assert "drops" not in to_json(name, state, False, None)
-        assert control.drops("wgxnosuch0") is None
+        with spinning(loop):
+            client = UapiClient(directory, timeout=3)
+            assert client.drops(name) == {"bad_mac1": 1}
+            control = DeviceControl(uapi=client)
+            state = control.get(name)
+            document = to_json(name, state, False, control.drops(name))
+            assert document["drops"] == {"bad_mac1": 1}
+            assert "drops" not in to_json(name, state, False, None)
+            assert control.drops("wgxnosuch0") is None
     finally:
-        running.clear()
-        thread.join(2)
         server.close()
         loop.close()
 
