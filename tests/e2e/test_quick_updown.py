@@ -210,6 +210,27 @@ def test_hooks_run_in_order_with_interface_name(topo: Topology) -> None:
     ]
 
 
+@pytest.mark.parametrize("tool", ["wg-quick", "wgpy-quick"])
+def test_pre_up_runs_before_the_interface_exists(topo: Topology, tool: str) -> None:
+    """wg-quick's cmd_up runs PreUp, then add_if: a PreUp hook sees no interface yet."""
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("p")
+    log = topo.tmpdir / "pre-up.log"
+    hook = f"if ip link show %i; then echo exists >> {log}; else echo absent >> {log}; fi"
+    conf = write_conf(topo, ifname, config(topo, interface=f"PreUp = {hook}\n"))
+    if tool == "wg-quick":
+        topo.track_interface(ns, ifname)
+        ns.run(["wg-quick", "up", str(conf)], env=quick_env("wireguard-go"), timeout=60)
+    else:
+        wgpy_quick(topo, ns, "up", conf)
+    assert log.read_text() == "absent\n"
+    assert ns.link_exists(ifname)
+    if tool == "wg-quick":
+        ns.run(["wg-quick", "down", str(conf)], env=quick_env("wireguard-go"), timeout=60)
+    else:
+        wgpy_quick(topo, ns, "down", conf)
+
+
 def test_up_twice_and_down_of_unknown_interface(topo: Topology) -> None:
     ns, _ = one_side(topo)
     ifname = topo.ifname("u")
