@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wgpy.conf import ConfigError
+from wgpy.conf.writer import write_private_file
 from wgpy.control.client import DeviceControl
 from wgpy.keys import key_to_base64
 from wgpy.ops import doctor, exporter, monitor, qr, serverconf, system
@@ -57,22 +58,28 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
         return body(args)
     except OpsError as err:
         sys.stderr.write(f"{parser.prog}: {err}\n")
-        return 1
+    except ConfigError as err:
+        sys.stderr.write(f"{parser.prog}: {err}\n")
+    except PermissionError as err:
+        sys.stderr.write(f"{parser.prog}: {err.filename}: {err.strerror} (needs root)\n")
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"{parser.prog}: {where}{err.strerror or err}\n")
+    return 1
 
 
-def _check_writable(path: Path | None, option: str) -> None:
-    if path is None:
-        return
-    directory = path.parent if str(path.parent) else Path(".")
-    if not os.access(directory, os.W_OK):
-        raise OpsError(f"{option} {path}: directory not writable")
+def _require_root(prog: str) -> None:
+    if os.geteuid() != 0:
+        raise OpsError(f"needs root ({prog} edits /etc/wireguard and the running interface)")
 
 
-def _write_private_text(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+def _write_output(path: Path, data: bytes, option: str) -> None:
+    """An output file that holds a private key: new, 0600, renamed into place (never through
+    a symlink, never reusing someone else's file)."""
+    try:
+        write_private_file(path, data)
+    except OSError as err:
+        raise OpsError(f"{option} {path}: {err.strerror}") from None
 
 
 # -- add-peer / remove-peer -----------------------------------------------------------------------
@@ -84,7 +91,10 @@ def cmd_add_peer(argv: Sequence[str]) -> int:
     parser.add_argument("interface")
     parser.add_argument("--name", required=True, help="the peer's name (kept in the config)")
     parser.add_argument("--address", default="auto",
-                        help="'auto' (next free in each subnet) or CIDR[,CIDR]")
+                        help="'auto' (next free in each subnet) or CIDR[,CIDR] inside them")
+    parser.add_argument("--allow-outside-subnet", action="store_true",
+                        help="accept an --address outside the interface's subnets and add "
+                             "its route, as wg-quick up does")
     parser.add_argument("--allowed-ips", default=DEFAULT_CLIENT_ALLOWED_IPS,
                         help="what the client routes through the tunnel")
     parser.add_argument("--endpoint", help="HOST:PORT clients connect to (remembered)")
@@ -99,26 +109,38 @@ def cmd_add_peer(argv: Sequence[str]) -> int:
     parser.add_argument("--qr-png", type=Path, help="write the QR code as a PNG (0600)")
 
     def body(args: argparse.Namespace) -> int:
-        _check_writable(args.out, "--out")
-        _check_writable(args.qr_png, "--qr-png")
+        _require_root(parser.prog)
         dns = [item for entry in args.dns for item in entry.replace(",", " ").split()]
-        result = add_peer(
-            AddPeerRequest(
-                ifname=args.interface, name=args.name,
-                config_path=args.config or serverconf.default_config_path(args.interface),
-                address=args.address, allowed_ips=args.allowed_ips, endpoint=args.endpoint,
-                dns=dns, keepalive=args.keepalive, preshared_key=not args.no_psk,
-            ),
-            control_factory(),
-        )
-        if args.out is not None:
-            _write_private_text(args.out, result.client_config)
-        else:
+        written: list[Path] = []
+
+        def deliver(client_config: str) -> None:
+            # before the server changes: a file that cannot be written changes nothing
+            if args.out is not None:
+                _write_output(args.out, client_config.encode(), "--out")
+                written.append(args.out)
+            if args.qr_png is not None:
+                _write_output(args.qr_png, qr.png_bytes(client_config), "--qr-png")
+                written.append(args.qr_png)
+
+        try:
+            result = add_peer(
+                AddPeerRequest(
+                    ifname=args.interface, name=args.name,
+                    config_path=args.config or serverconf.default_config_path(args.interface),
+                    address=args.address, allowed_ips=args.allowed_ips, endpoint=args.endpoint,
+                    dns=dns, keepalive=args.keepalive, preshared_key=not args.no_psk,
+                    allow_outside_subnet=args.allow_outside_subnet, deliver=deliver,
+                ),
+                control_factory(),
+            )
+        except BaseException:
+            for path in written:  # the peer was not added: its keys must not stay behind
+                path.unlink(missing_ok=True)
+            raise
+        if args.out is None:
             sys.stdout.write(result.client_config)
         if args.qr:
             sys.stdout.write(qr.render_terminal(result.client_config))
-        if args.qr_png is not None:
-            qr.write_png(result.client_config, args.qr_png)
         where = "the running interface and the config" if result.live else (
             f"the config only ({args.interface} is not running)")
         addresses = ", ".join(str(a) for a in result.addresses)
@@ -139,6 +161,7 @@ def cmd_remove_peer(argv: Sequence[str]) -> int:
     parser.add_argument("--config", type=Path, help="server config (default /etc/wireguard/IFACE.conf)")
 
     def body(args: argparse.Namespace) -> int:
+        _require_root(parser.prog)
         result = remove_peer(
             args.interface, args.peer,
             args.config or serverconf.default_config_path(args.interface), control_factory(),
@@ -165,10 +188,14 @@ def cmd_qr(argv: Sequence[str]) -> int:
     def body(args: argparse.Namespace) -> int:
         try:
             text = args.config.read_text()
+        except PermissionError as err:
+            raise OpsError(f"{args.config}: {err.strerror} (needs root)") from None
         except OSError as err:
             raise OpsError(f"{args.config}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise OpsError(f"{args.config}: not a text file") from None
         if args.png is not None:
-            qr.write_png(text, args.png)
+            _write_output(args.png, qr.png_bytes(text), "--png")
         else:
             sys.stdout.write(qr.render_terminal(text, invert=args.invert))
         return 0

@@ -50,8 +50,8 @@ def check_name(name: str) -> str:
     stripped = name.strip()
     if not stripped:
         raise ValueError("a peer name must not be empty")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in stripped):
-        raise ValueError("a peer name must not contain control characters or line breaks")
+    if not stripped.isprintable():
+        raise ValueError("a peer name must be printable: no control characters or line breaks")
     return stripped
 
 
