@@ -357,3 +357,15 @@ def test_userspace_fallback_and_its_failures(
     with pytest.raises(QuickError, match="Operation not supported"):
         interface.add_interface(netlink, "wg1")
     assert len(started) == 1
+
+
+def test_an_os_error_names_its_path_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def load(target: str) -> None:
+        raise PermissionError(13, "Permission denied", "/etc/wireguard/wg0.conf")
+
+    monkeypatch.setattr(wg_quick.quick_config, "load", load)
+    monkeypatch.setattr(wg_quick.os, "geteuid", lambda: 0)
+    assert wg_quick.main(["up", "wg0"]) == 1
+    assert capsys.readouterr().err == "wgpy-quick: /etc/wireguard/wg0.conf: Permission denied\n"
