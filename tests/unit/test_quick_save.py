@@ -203,3 +203,15 @@ def config_texts(draw: st.DrawFn) -> str:
 @given(config_texts())
 def test_merge_with_unchanged_state_is_byte_identical(text: str) -> None:
     assert merge(text, running_from(text)) == text
+
+
+def test_a_commented_out_peer_right_above_a_removed_one_stays() -> None:
+    from wgpy.conf.writer import without_peers
+
+    text = (f"[Interface]\nPrivateKey = {b64(0)}\n\n"
+            f"#[Peer]\n# PublicKey = {b64(4)}\n#AllowedIPs = 10.9.0.4/32\n"
+            f"# bob\n[Peer]\nPublicKey = {b64(2)}\nAllowedIPs = 10.9.0.3/32\n")
+    config = parse_config(text, "wg0.conf")
+    assert without_peers(text, config.peers) == (
+        f"[Interface]\nPrivateKey = {b64(0)}\n\n"
+        f"#[Peer]\n# PublicKey = {b64(4)}\n#AllowedIPs = 10.9.0.4/32\n")

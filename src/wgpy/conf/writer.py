@@ -16,6 +16,7 @@ of its own), and writes atomically and privately (`write_private_file`).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 from wgpy.conf.parser import (
@@ -30,6 +31,11 @@ from wgpy.conf.parser import (
     peer_snapshot,
 )
 from wgpy.keys import key_to_base64
+
+# "#[Peer]", "# PublicKey = ...": a section or key line someone commented out (a disabled peer)
+COMMENTED_OUT_LINE = re.compile(
+    r"\s*#\s*(\[(peer|interface)\]|(publickey|presharedkey|allowedips|endpoint|"
+    r"persistentkeepalive|privatekey|listenport|fwmark)\s*=)", re.IGNORECASE)
 
 INTERFACE_KEY_ORDER = (
     "PrivateKey", "ListenPort", "FwMark", "Address", "DNS", "MTU", "Table",
@@ -199,9 +205,10 @@ def _as_parsed(section: InterfaceSection | PeerSection) -> InterfaceSection | Pe
 def without_peers(text: str, peers: list[PeerSection]) -> str:
     """text with the given (parsed) peers' sections deleted and every other byte kept.
 
-    A peer's lines are the comment block directly above its header, the header, and its lines
-    up to its last key line. Comments after that (a note, a commented-out peer) are kept, as
-    are blank lines between comments; blank lines left at the end of the file are dropped.
+    A peer's lines are the comment block directly above its header (from after the last
+    commented-out config line in it, if any), the header, and its lines up to its last key
+    line. Comments after that (a note, a commented-out peer) are kept, as are blank lines
+    between comments; blank lines left at the end of the file are dropped.
     """
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -209,7 +216,11 @@ def without_peers(text: str, peers: list[PeerSection]) -> str:
     drop: set[int] = set()
     for peer in peers:
         last_key = max((line.number for line in peer.source if line.key), default=peer.line)
-        drop.update(line.number for line in peer.source if line.number <= last_key)
+        # A commented-out section right above the header (a disabled peer) is not this peer's.
+        commented_out = [line.number for line in peer.source
+                         if line.number < peer.line and COMMENTED_OUT_LINE.match(line.text)]
+        first_own = max(commented_out, default=0) + 1
+        drop.update(line.number for line in peer.source if first_own <= line.number <= last_key)
         trailing = [line for line in peer.source if line.number > last_key]
         first = peer.source[0].number if peer.source else peer.line
         blank_before = first == 1 or not lines[first - 2].strip()
