@@ -459,3 +459,20 @@ def test_unwritable_out_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert f"--out {missing}: No such file or directory" in capsys.readouterr().err
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wg0.conf"]
+
+
+def test_out_files_are_removed_when_the_live_change_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, server_text())
+    before = path.read_bytes()
+    monkeypatch.setattr(commands, "control_factory", lambda: FakeControl(
+        DeviceState(private_key=SERVER_PRIVATE), fail_set=True))
+    out, png = tmp_path / "client.conf", tmp_path / "client.png"
+    status = commands.main(["add-peer", "wg0", "--name", "phone", "--config", str(path),
+                            "--endpoint", "vpn.example.com:51820", "--out", str(out),
+                            "--qr-png", str(png)])
+    assert status == 1
+    assert "could not change the running interface" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert not out.exists() and not png.exists()
