@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +216,8 @@ def test_a_commented_out_peer_right_above_a_removed_one_stays() -> None:
     assert without_peers(text, config.peers) == (
         f"[Interface]\nPrivateKey = {b64(0)}\n\n"
         f"#[Peer]\n# PublicKey = {b64(4)}\n#AllowedIPs = 10.9.0.4/32\n")
+
+
+@pytest.mark.parametrize("text", ["", "\n", "\n\n", "# only a comment", "# a\n", "\n# a"])
+def test_files_without_sections_keep_their_bytes(text: str) -> None:
+    assert merged_text(text, parse_config(text, "wg0.conf"), "", Running(DeviceState(), [])) == text

@@ -83,11 +83,10 @@ def merged_text(text: str, config: Config, table: str, running: Running) -> str:
         _merge_peer(section, live)
     merged = format_config(config)
     # A file without a final newline keeps it that way when its last line is still last.
-    last_line = text.rsplit("\n", 1)[-1]
-    if text and not text.endswith("\n") and merged.endswith(f"\n{last_line}\n") or (
-        merged == f"{last_line}\n"
-    ):
-        merged = merged[:-1]
+    if text and not text.endswith("\n"):
+        last_line = text.rsplit("\n", 1)[-1]
+        if merged == f"{last_line}\n" or merged.endswith(f"\n{last_line}\n"):
+            merged = merged[:-1]
     return merged
 
 
