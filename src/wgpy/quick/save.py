@@ -19,6 +19,7 @@ file beside the original, synced, and renamed over it, so a crash never leaves h
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +94,11 @@ def merged_text(text: str, config: Config, table: str, running: Running) -> str:
 def _merge_interface(config: Config, table: str, running: Running) -> None:
     section = config.interface
     state = running.device
-    if state.private_key is not None and not is_zero(state.private_key):
-        section.private_key = state.private_key
+    private_key = state.private_key
+    if private_key is not None and not is_zero(private_key) and (
+            section.private_key is None
+            or not hmac.compare_digest(private_key, section.private_key)):
+        section.private_key = private_key
     if state.listen_port and state.listen_port != section.listen_port:
         section.listen_port = state.listen_port
     if state.fwmark != (section.fwmark or 0):
@@ -114,7 +118,8 @@ def _merge_interface(config: Config, table: str, running: Running) -> None:
 
 def _merge_peer(section: PeerSection, live: PeerState) -> None:
     psk = None if is_zero(live.preshared_key) else live.preshared_key
-    if psk != section.preshared_key:
+    written = section.preshared_key
+    if psk is None or written is None or not hmac.compare_digest(psk, written):
         section.preshared_key = psk
     if set(live.allowed_ips) != set(section.allowed_ips):
         section.allowed_ips = list(live.allowed_ips)
