@@ -258,7 +258,7 @@ class DeviceLoop:
     def _tun_failed(self, reason: DropReason, error: OSError, batch: int) -> None:
         dropped = error.dropped if isinstance(error, TunDropped) else batch
         self.device.drops[reason] += dropped
-        self.faults.log(logging.WARNING, (reason, error.errno), "%s: %s (%d packets lost)",
+        self.faults.log(logging.ERROR, (reason, error.errno), "%s: %s (%d packets lost)",
                         reason.value.split(" (")[0], error.strerror or error, dropped)
 
     def _unexpected(self, where: object) -> None:

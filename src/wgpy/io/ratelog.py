@@ -6,7 +6,7 @@ lets `burst` records per key through in each `interval`, counts the rest, and sa
 it held back on the next record it lets through for that key:
 
     faults = RateLimitedLog(log, clock)
-    faults.log(logging.WARNING, ("tun write", errno.ENOBUFS), "TUN write failed: %s", "...")
+    faults.log(logging.ERROR, ("tun write", errno.ENOBUFS), "TUN write failed: %s", "...")
 """
 
 from __future__ import annotations
