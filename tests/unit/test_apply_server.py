@@ -215,8 +215,9 @@ class NoRoomListener:
     """A real listening socket (so the loop can poll it) whose accept fails with EMFILE, as it
     does once the process has no descriptor left, until `no_room` is cleared."""
 
-    def __init__(self, real: socket.socket) -> None:
+    def __init__(self, real: socket.socket, code: int = errno.EMFILE) -> None:
         self.real = real
+        self.code = code
         self.no_room = True
         self.accepts = 0
 
@@ -229,7 +230,7 @@ class NoRoomListener:
     def accept(self):
         self.accepts += 1
         if self.no_room:
-            raise OSError(errno.EMFILE, "Too many open files")
+            raise OSError(self.code, os.strerror(self.code))
         return self.real.accept()
 
     def close(self) -> None:
@@ -288,10 +289,13 @@ def hung_up(sock: socket.socket) -> bool:
         sock.settimeout(3)
 
 
-def test_out_of_descriptors_the_listener_rests_instead_of_spinning(stepped, caplog):
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EINVAL])
+def test_out_of_descriptors_the_listener_rests_instead_of_spinning(stepped, caplog, code):
+    """EMFILE/ENFILE: no descriptor left; EINVAL stands for any error that is not about the
+    one connection being accepted: none of them may be retried at loop speed."""
     path, _handler, loop, _clock, make_server = stepped
     listeners: list[NoRoomListener] = []
-    make_server(lambda real: listeners.append(NoRoomListener(real)) or listeners[0])
+    make_server(lambda real: listeners.append(NoRoomListener(real, code)) or listeners[0])
     with caplog.at_level(logging.ERROR, logger="wgpy.control.server"), connect(path):
         rounds(loop, 50)  # a connection waits: the listener stays readable
     assert listeners[0].accepts == 1  # not once per round

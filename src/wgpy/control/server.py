@@ -59,6 +59,8 @@ READS_PER_EVENT = 16
 _READ_SIZE = 65536
 # accept failures that mean "no room now" (descriptors or kernel memory), not "this one failed"
 _NO_ROOM_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept failures of the one connection being accepted (the client gave up, a security module)
+_ONE_CONNECTION_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
 
 _KEYLIKE = re.compile(r"[0-9A-Za-z+/]{16,}={0,2}")
@@ -223,11 +225,11 @@ class UapiServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno not in _NO_ROOM_ERRNOS:
-                    continue  # this one connection failed (ECONNABORTED ...)
-                if self._evict_idle():
+                if e.errno in _ONE_CONNECTION_ERRNOS:
                     continue
-                self._rest(e.strerror or str(e))
+                if e.errno in _NO_ROOM_ERRNOS and self._evict_idle():
+                    continue
+                self._rest(e.strerror or str(e))  # anything else: not at loop speed either
                 return
             sock.setblocking(False)
             conn = _Connection(sock, self.clock())
