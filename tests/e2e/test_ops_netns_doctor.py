@@ -387,7 +387,10 @@ def test_operator_tools_say_run_as_root(topo: Topology) -> None:
                  ["doctor"],
                  ["check-handshakes", server.ifname],
                  ["exporter", "--listen", "127.0.0.1:9586", "-i", server.ifname],
-                 ["exporter", "--listen", "127.0.0.1:9586"]):
+                 ["exporter", "--listen", "127.0.0.1:9586"],
+                 ["peers", server.ifname, "--config", server.config],
+                 ["disable-peer", server.ifname, "phone", "--config", server.config],
+                 ["enable-peer", server.ifname, "phone", "--config", server.config]):
         result = as_nobody(server.ns, *args)
         assert result.returncode == 1, (args, result)
         assert "this needs root (run as root)" in result.stderr, (args, result.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 from wgpy.conf import ConfigError
 from wgpy.control.client import DeviceControl
 from wgpy.keys import key_to_base64
-from wgpy.ops import doctor, exporter, monitor, qr, serverconf, system
+from wgpy.ops import doctor, exporter, monitor, peers, qr, serverconf, system
 from wgpy.ops.addpeer import (
     DEFAULT_CLIENT_ALLOWED_IPS,
     DEFAULT_KEEPALIVE,
@@ -56,7 +56,10 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
     try:
         return body(args)
     except OpsError as err:
-        sys.stderr.write(f"{parser.prog}: {err}\n")
+        message = str(err)
+        if "Permission denied" in message and "needs root" not in message:
+            message += ": this needs root (run as root)"
+        sys.stderr.write(f"{parser.prog}: {message}\n")
         return 1
 
 
@@ -359,11 +362,101 @@ def cmd_exporter(argv: Sequence[str]) -> int:
     return _run(parser, argv, body)
 
 
+# -- peers by name -------------------------------------------------------------------------------
+
+
+def _load_optional(path: Path) -> serverconf.ServerConfig | None:
+    try:
+        return serverconf.load(path)
+    except FileNotFoundError:
+        return None
+    except ConfigError as err:
+        raise OpsError(f"cannot parse the config: {err}") from None
+    except OSError as err:
+        raise os_problem(err, str(path)) from None
+
+
+def cmd_peers(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "List an interface's peers by name: addresses, endpoint, latest "
+                           "handshake, transfer, enabled/disabled (live and from the config).")
+    parser.add_argument("interface")
+    parser.add_argument("--config", type=Path, help="server config (default "
+                        "/etc/wireguard/IFACE.conf)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def body(args: argparse.Namespace) -> int:
+        config_path = args.config or serverconf.default_config_path(args.interface)
+        server = _load_optional(config_path)
+        try:
+            live = control_factory().get(args.interface)
+        except OSError as err:
+            if isinstance(err, PermissionError) or os.geteuid() != 0 or server is None:
+                raise os_problem(err, f"cannot read interface {args.interface}") from None
+            live = None
+        table = peers.rows(server, live)
+        now = int(time.time())
+        if args.json:
+            document = {"interface": args.interface, "running": live is not None,
+                        "config": str(config_path) if server is not None else None,
+                        "peers": [peers.as_json(row, now) for row in table]}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            return 0
+        if live is None:
+            sys.stderr.write(f"{args.interface} is not running: peers from {config_path}\n")
+        sys.stdout.write(peers.format_table(table, now, live is not None))
+        return 0
+
+    return _run(parser, argv, body)
+
+
+def _toggle(argv: Sequence[str], enable: bool) -> int:
+    verb = "enable" if enable else "disable"
+    parser = _parser(argv, (
+        "Put a disabled peer back on the running interface and in effect in the config."
+        if enable else
+        "Take a peer off the running interface and comment it out in the config (kept, "
+        "marked '#disabled# '), so wg-quick and wgpy-quick leave it out until enable-peer."))
+    parser.add_argument("interface")
+    parser.add_argument("peer", help="the peer's name or public key")
+    parser.add_argument("--config", type=Path, help="server config (default "
+                        "/etc/wireguard/IFACE.conf)")
+
+    def body(args: argparse.Namespace) -> int:
+        function = peers.enable_peer if enable else peers.disable_peer
+        config_path = args.config or serverconf.default_config_path(args.interface)
+        try:
+            result = function(args.interface, args.peer, config_path, control_factory())
+        except PermissionError as err:
+            raise os_problem(err, err.filename or str(config_path)) from None
+        label = repr(result.name) if result.name else key_to_base64(result.public_key)
+        done = [what for what, changed in (
+            ("the config", result.changed),
+            ("the running interface", result.live)) if changed]
+        if done:
+            sys.stderr.write(f"{verb}d peer {label} in {' and '.join(done)}\n")
+        else:
+            sys.stderr.write(f"peer {label} was already {verb}d\n")
+        return 0
+
+    return _run(parser, argv, body)
+
+
+def cmd_disable_peer(argv: Sequence[str]) -> int:
+    return _toggle(argv, enable=False)
+
+
+def cmd_enable_peer(argv: Sequence[str]) -> int:
+    return _toggle(argv, enable=True)
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[tuple[str, Callable[[Sequence[str]], int], str]] = [
     ("add-peer", cmd_add_peer, "Adds a peer (keys, address, config, QR code) to an interface"),
     ("remove-peer", cmd_remove_peer, "Removes a peer by name or public key"),
+    ("peers", cmd_peers, "Lists an interface's peers by name, enabled and disabled"),
+    ("disable-peer", cmd_disable_peer, "Takes a peer offline, keeping it in the config"),
+    ("enable-peer", cmd_enable_peer, "Puts a disabled peer back"),
     ("qr", cmd_qr, "Shows a config file as a QR code"),
     ("doctor", cmd_doctor, "Checks an interface and its config for common mistakes"),
     ("check-handshakes", cmd_check_handshakes, "Lists peers with stale handshakes (exit 1)"),
