@@ -35,6 +35,8 @@ class Server:
     config: Path
     private_key: str
     uplink: str
+    phone_private: str = ""
+    upstream: Netns | None = None
 
     def append(self, text: str) -> None:
         with self.config.open("a") as handle:
@@ -49,7 +51,7 @@ def build(topo: Topology) -> Server:
     uplink, _ = topo.veth(server, upstream, ["192.0.2.1/24"], ["192.0.2.254/24"])
     server.run(["ip", "route", "add", "default", "via", "192.0.2.254"])
     private, _ = topo.genkey()
-    phone = topo.genkey()[1]
+    phone_private, phone = topo.genkey()
     text = (
         "[Interface]\n"
         f"PrivateKey = {private}\n"
@@ -63,7 +65,7 @@ def build(topo: Topology) -> Server:
     )
     ifname = topo.ifname("d")
     config = start_server(topo, server, "wireguard-go", ifname, text)
-    return Server(topo, server, ifname, config, private, uplink)
+    return Server(topo, server, ifname, config, private, uplink, phone_private, upstream)
 
 
 def doctor(server: Server, *extra: str | Path) -> tuple[int, list[dict[str, str]]]:
@@ -305,6 +307,46 @@ def test_doctor_masquerade_on_the_guides_eth0_is_a_failure(topo: Topology) -> No
     status, findings = doctor(server)
     (ok,) = _matching(findings, "masquerade", "ok")
     assert "leaves by ens3" in ok["message"] and status == 0, findings
+
+
+def test_doctor_masquerade_fix_carries_a_clients_packets(topo: Topology) -> None:
+    """The same setup with a real client: the phone pings an "internet" address (on the
+    upstream namespace's loopback, which has no route back to the tunnel). With the guide's
+    `-o eth0` rule its packets leave unmasqueraded and the replies are lost -- what doctor
+    says; with the rule doctor gives, the ping is answered and doctor passes."""
+    server = build_gateway(topo)
+    upstream = server.upstream
+    assert upstream is not None
+    upstream.run(["ip", "address", "add", "198.51.100.1/32", "dev", "lo"])
+    upstream.run(["ip", "link", "set", "lo", "up"])
+    phone_ns = topo.netns("phone")
+    topo.veth(server.ns, phone_ns, ["192.0.3.1/24"], ["192.0.3.2/24"])
+    server_public = keys.key_to_base64(keys.public_key(keys.key_from_base64(server.private_key)))
+    phone_if = topo.ifname("p")
+    start_server(topo, phone_ns, "wireguard-go", phone_if, (
+        f"[Interface]\nPrivateKey = {server.phone_private}\nAddress = 10.9.0.2/32\n\n"
+        f"[Peer]\nPublicKey = {server_public}\n"
+        f"PresharedKey = {_config_psk(server)}\n"
+        "AllowedIPs = 10.9.0.0/24, 198.51.100.0/24\nEndpoint = 192.0.3.1:51820\n"))
+    for network in ("10.9.0.0/24", "198.51.100.0/24"):
+        phone_ns.run(["ip", "route", "add", network, "dev", phone_if])
+    phone_ns.ping("10.9.0.1")
+    guide = "iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o eth0 -j MASQUERADE"
+    server.ns.run(guide.split())
+    lost = phone_ns.run(["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.1"],
+                        check=False)
+    assert lost.returncode != 0, lost.stdout
+    (finding,) = _matching(doctor(server)[1], "masquerade", "fail")
+    _run_fix(server, finding["fix"].split(" (and fix")[0])
+    phone_ns.ping("198.51.100.1")
+    status, findings = doctor(server)
+    assert _matching(findings, "masquerade", "ok") and status == 0, findings
+
+
+def _config_psk(server: Server) -> str:
+    line = next(line for line in server.config.read_text().splitlines()
+                if line.startswith("PresharedKey = "))
+    return line.removeprefix("PresharedKey = ")
 
 
 def _run_fix(server: Server, fix: str) -> None:
