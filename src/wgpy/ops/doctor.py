@@ -632,8 +632,10 @@ def check_save_config(subject: Subject, host: HostView) -> list[Finding]:
         f"running interface and drops its comments: {len(comments)} "
         f"line{'s' if len(comments) > 1 else ''} ({shown}){lost}: peer names, the remembered "
         "endpoint, notes",
-        "set SaveConfig = false and change peers with wgpy add-peer/remove-peer/disable-peer, "
-        "which edit the file in place and keep every comment")]
+        "bring the interface up and down with wgpy-quick, whose save merges the running "
+        "state into the file and keeps comments of peers that still exist; or set SaveConfig "
+        "= false and change peers with wgpy add-peer/remove-peer/disable-peer, which edit "
+        "the file in place")]
 
 
 # -- running ---------------------------------------------------------------------------------------

@@ -307,11 +307,11 @@ def _interface_is(pattern: str, ifname: str) -> bool:
 
 # iptables-nft keeps its rules in these nft tables; iptables-save shows them too, and its
 # command is the one to fix them with.
-_IPTABLES_NFT_TABLES = {("ip filter", "FORWARD"), ("ip6 filter", "FORWARD")}
+_IPTABLES_NFT_TABLES = frozenset({("ip filter", "FORWARD"), ("ip6 filter", "FORWARD")})
 
 
 def _nft_forward_gaps(tool: str, dump: str, ifname: str,
-                      skip: set[tuple[str, str]] = set()) -> list[ForwardGap]:  # noqa: B006
+                      skip: frozenset[tuple[str, str]] = frozenset()) -> list[ForwardGap]:
     gaps: list[ForwardGap] = []
     for table, chain, lines in _nft_chains(dump):
         if (table, chain) in skip:
@@ -364,7 +364,7 @@ def forward_gaps(firewall_text: str, ifname: str) -> list[ForwardGap]:
     for tool, dump in parts:
         if tool.startswith("nft"):
             gaps += _nft_forward_gaps(tool, dump, ifname,
-                                      _IPTABLES_NFT_TABLES if iptables_too else set())
+                                      _IPTABLES_NFT_TABLES if iptables_too else frozenset())
         else:
             gaps += _iptables_forward_gaps(tool, dump, ifname)
     return gaps
