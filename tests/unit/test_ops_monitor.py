@@ -195,3 +195,67 @@ def test_exporter_command_refuses_an_unknown_interface(
     assert status == 1
     err = capsys.readouterr().err
     assert "cannot read interface nope: No such device" in err and "serving" not in err
+
+
+class FakeDaemon:
+    """A UAPI socket (wireguard-go's protocol) that answers `get=1` slowly and counts them:
+    the exporter goes through the real UapiClient and DeviceControl to reach it."""
+
+    def __init__(self, directory: Path, ifname: str, delay: float) -> None:
+        self.gets = 0
+        self.delay = delay
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(directory / f"{ifname}.sock"))
+        self.listener.listen(64)
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while not request.endswith(b"\n\n"):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return  # a probe that only connected (has_interface)
+                request += chunk
+            if request != b"get=1\n\n":
+                connection.sendall(b"errno=22\n\n")
+                return
+            with self.lock:
+                self.gets += 1
+            time.sleep(self.delay)
+            connection.sendall(f"listen_port=51820\npublic_key={PHONE.hex()}\n"
+                               "tx_bytes=7\nrx_bytes=9\nerrno=0\n\n".encode())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_exporter_concurrent_scrapes_one_uapi_get(tmp_path: Path) -> None:
+    """8 concurrent scrapes of a userspace daemon: one `get=1` on its socket."""
+    from wgpy.control.client import DeviceControl, UapiClient
+
+    daemon = FakeDaemon(tmp_path, "wgx", delay=0.3)
+    now = [0.0]
+    collector = exporter.WireGuardCollector(lambda: DeviceControl(UapiClient(tmp_path)),
+                                            ["wgx"], tmp_path, clock=lambda: now[0])
+    server = exporter.serve("127.0.0.1", 0, collector)
+    port = server.server_address[1]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: scrape(port), range(8)))
+        assert daemon.gets == 1
+        assert all('wireguard_sent_bytes_total{allowed_ips="",friendly_name="",interface="wgx"'
+                   in body for body in bodies)
+    finally:
+        server.shutdown()
+        server.server_close()
+        daemon.close()
