@@ -115,6 +115,11 @@ def test_peers_show_names_disable_enable(topo: Topology) -> None:
     stripped = server.run(["wg-quick", "strip", str(config)]).stdout
     assert [keys.key_to_base64(peer.public_key)
             for peer in parse_config(stripped, quick=False).peers] == [laptop]
+    # syncconf of the stripped file takes off a disabled peer someone put back by hand
+    topo.wg(server, "set", ifname, "peer", phone, "allowed-ips", "10.9.0.2/32")
+    synced = ops(server, "syncconf", ifname, topo.write_file(stripped, name="stripped.conf"))
+    assert synced.returncode == 0, synced.stderr
+    assert topo.wg(server, "show", ifname, "peers").stdout.split() == [laptop]
     # (UAPI sockets share one directory across namespaces: each up gets the file under its
     # own interface name, byte for byte)
     for tool in ("wg-quick", "wgpy-quick"):
