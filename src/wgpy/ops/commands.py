@@ -56,21 +56,8 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
     try:
         return body(args)
     except OpsError as err:
-        message = str(err)
-        if "Permission denied" in message and "needs root" not in message:
-            message += ": this needs root (run as root)"
-        sys.stderr.write(f"{parser.prog}: {message}\n")
+        sys.stderr.write(f"{parser.prog}: {err}\n")
         return 1
-
-
-def os_problem(err: OSError, subject: str) -> OpsError:
-    """An OSError as one line for the operator. Reading interfaces, configs and the firewall
-    takes root (CAP_NET_ADMIN, 0600 files, a 0700 socket directory): a non-root run says so
-    instead of passing on whatever errno the first refused step happened to give."""
-    reason = err.strerror or str(err)
-    if isinstance(err, PermissionError) or os.geteuid() != 0:
-        return OpsError(f"{subject}: {reason}: this needs root (run as root)")
-    return OpsError(f"{subject}: {reason}")
 
 
 def _check_writable(path: Path | None, option: str) -> None:
@@ -187,6 +174,16 @@ def cmd_qr(argv: Sequence[str]) -> int:
         return 0
 
     return _run(parser, argv, body)
+
+
+def os_problem(err: OSError, subject: str) -> OpsError:
+    """An OSError as one line for the operator. Reading interfaces, configs and the firewall
+    takes root (CAP_NET_ADMIN, 0600 files, a 0700 socket directory): a non-root run says so
+    instead of passing on whatever errno the first refused step happened to give."""
+    reason = err.strerror or str(err)
+    if isinstance(err, PermissionError) or os.geteuid() != 0:
+        return OpsError(f"{subject}: {reason}: this needs root (run as root)")
+    return OpsError(f"{subject}: {reason}")
 
 
 # -- doctor ---------------------------------------------------------------------------------------
@@ -428,6 +425,10 @@ def _toggle(argv: Sequence[str], enable: bool) -> int:
             result = function(args.interface, args.peer, config_path, control_factory())
         except PermissionError as err:
             raise os_problem(err, err.filename or str(config_path)) from None
+        except OpsError as err:  # the config could not be read: say why
+            if os.geteuid() != 0 and "Permission denied" in str(err):
+                raise OpsError(f"{err}: this needs root (run as root)") from None
+            raise
         label = repr(result.name) if result.name else key_to_base64(result.public_key)
         done = [what for what, changed in (
             ("the config", result.changed),
