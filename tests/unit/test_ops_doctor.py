@@ -376,3 +376,21 @@ def test_save_config_over_hand_written_comments() -> None:
     assert bad(run(conf("SaveConfig = true", peers=peer_text(PHONE, "10.8.0.2/32"))),
                "save-config") == []
     assert bad(run(conf()), "save-config") == []
+
+
+def test_forward_accepts_in_chains_jumped_to() -> None:
+    """ufw and Docker keep their accept rules in chains FORWARD jumps to; nftables' stock
+    config accepts replies through a `ct state vmap`."""
+    ufw = ("### iptables-save\n*filter\n:FORWARD DROP [0:0]\n:ufw-before-forward - [0:0]\n"
+           ":ufw-user-forward - [0:0]\n"
+           "-A FORWARD -j ufw-before-forward\n"
+           "-A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+           "-A ufw-before-forward -j ufw-user-forward\n"
+           "-A ufw-user-forward -i wg0 -j ACCEPT\nCOMMIT\n")
+    assert firewall.forward_gaps(ufw, "wg0") == []
+    assert [g.missing for g in firewall.forward_gaps(
+        ufw.replace("-A ufw-user-forward -i wg0 -j ACCEPT\n", ""), "wg0")] == ["from the tunnel"]
+    vmap = FORWARD_NFT % ("\t\tct state vmap { invalid : drop, established : accept, "
+                          "related : accept }\n\t\tjump wg\n")
+    vmap = vmap.replace("}\n}\n", '}\n\tchain wg {\n\t\tiifname "wg0" accept\n\t}\n}\n')
+    assert firewall.forward_gaps(vmap, "wg0") == []

@@ -258,10 +258,12 @@ _ESTABLISHED_RE = re.compile(r"\bestablished\b", re.IGNORECASE)
 
 
 def _iptables_forward_gaps(tool: str, dump: str, ifname: str) -> list[ForwardGap]:
+    """FORWARD of the filter table, and the chains it jumps to (ufw's, Docker's): accept
+    rules there count; the policy and a catch-all drop in FORWARD itself make it restrictive."""
     command = "ip6tables" if tool.startswith("ip6tables") else "iptables"
     table = ""
     restrictive = False
-    inbound = outbound = False
+    chains: dict[str, list[list[str]]] = {}
     for raw in dump.splitlines():
         line = raw.strip()
         if line.startswith("*"):
@@ -271,31 +273,45 @@ def _iptables_forward_gaps(tool: str, dump: str, ifname: str) -> list[ForwardGap
             continue
         if line.startswith(":FORWARD "):
             restrictive = line.split()[1] in ("DROP", "REJECT")
-            continue
-        if not line.startswith("-A FORWARD "):
-            continue
-        words = line.split()
-        target, _ = _word_after(words, "-j", "--jump")
-        if target in ("DROP", "REJECT") and words[2] in ("-j", "--jump"):
-            restrictive = True  # a catch-all drop: no match before the target
-            continue
-        if target != "ACCEPT":
-            continue
-        iif, iif_not = _word_after(words, "-i", "--in-interface")
-        oif, oif_not = _word_after(words, "-o", "--out-interface")
-        stateful = bool(_ESTABLISHED_RE.search(line))
-        if iif is not None and not iif_not and _interface_is(iif, ifname):
-            inbound = True
-        if oif is not None and not oif_not and _interface_is(oif, ifname):
-            outbound = True
-        if iif is None and oif is None:
-            if stateful:
-                outbound = True  # replies to any connection, the tunnel's included
-            elif "-m" not in words and "-p" not in words and "-s" not in words and "-d" not in words:
-                inbound = outbound = True
+        elif line.startswith("-A "):
+            words = line.split()
+            chains.setdefault(words[1], []).append(words)
+    inbound = outbound = False
+    for chain in _reachable("FORWARD", {name: [_word_after(w, "-j", "--jump")[0] or ""
+                                               for w in rules] for name, rules in chains.items()}):
+        for words in chains.get(chain, []):
+            target, _ = _word_after(words, "-j", "--jump")
+            if chain == "FORWARD" and target in ("DROP", "REJECT") and \
+                    words[2] in ("-j", "--jump"):
+                restrictive = True  # a catch-all drop: no match before the target
+                continue
+            if target != "ACCEPT":
+                continue
+            iif, iif_not = _word_after(words, "-i", "--in-interface")
+            oif, oif_not = _word_after(words, "-o", "--out-interface")
+            stateful = bool(_ESTABLISHED_RE.search(" ".join(words)))
+            if iif is not None and not iif_not and _interface_is(iif, ifname):
+                inbound = True
+            if oif is not None and not oif_not and _interface_is(oif, ifname):
+                outbound = True
+            if iif is None and oif is None:
+                if stateful:
+                    outbound = True  # replies to any connection, the tunnel's included
+                elif not {"-m", "-p", "-s", "-d"} & set(words):
+                    inbound = outbound = True
     return _gaps(tool, restrictive, inbound, outbound, (
         f"{command} -A FORWARD -i {ifname} -j ACCEPT",
         f"{command} -A FORWARD -o {ifname} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"))
+
+
+def _reachable(start: str, jumps: dict[str, list[str]]) -> list[str]:
+    """start and every chain reachable from it by jumps (each once)."""
+    seen = [start]
+    for chain in seen:
+        for target in jumps.get(chain, []):
+            if target in jumps and target not in seen:
+                seen.append(target)
+    return seen
 
 
 def _interface_is(pattern: str, ifname: str) -> bool:
@@ -310,37 +326,58 @@ def _interface_is(pattern: str, ifname: str) -> bool:
 _IPTABLES_NFT_TABLES = frozenset({("ip filter", "FORWARD"), ("ip6 filter", "FORWARD")})
 
 
+_NFT_JUMP_RE = re.compile(r"\b(?:jump|goto)\s+(\S+)")
+
+
 def _nft_forward_gaps(tool: str, dump: str, ifname: str,
                       skip: frozenset[tuple[str, str]] = frozenset()) -> list[ForwardGap]:
-    gaps: list[ForwardGap] = []
+    """Chains hooked at forward, and the chains of the same table they jump to."""
+    tables: dict[str, dict[str, list[str]]] = {}
     for table, chain, lines in _nft_chains(dump):
-        if (table, chain) in skip:
-            continue
-        header = next((line for line in lines if line.startswith("type ")), "")
-        if "hook forward" not in header:
-            continue
-        rules = [line for line in lines if not line.startswith("type ")]
-        restrictive = "policy drop" in header or any(
-            re.fullmatch(r"(counter( packets \d+ bytes \d+)? )?(drop|reject.*)", r) for r in rules)
-        inbound = outbound = False
-        for rule in rules:
-            if not rule.endswith("accept"):
+        tables.setdefault(table, {})[chain] = lines
+    gaps: list[ForwardGap] = []
+    for table, chains in tables.items():
+        for chain, lines in chains.items():
+            header = next((line for line in lines if line.startswith("type ")), "")
+            if "hook forward" not in header or (table, chain) in skip:
                 continue
-            iif = re.search(r'\biif(?:name)?\s+(!=\s+)?"?([^"\s]+)"?', rule)
-            oif = _NFT_OIF_RE.search(rule)
-            if iif and not iif.group(1) and _interface_is(iif.group(2), ifname):
-                inbound = True
-            if oif and not oif.group(1) and _interface_is(oif.group(2), ifname):
-                outbound = True
-            if not iif and not oif and re.search(r"\bct state\b", rule) and \
-                    _ESTABLISHED_RE.search(rule):
-                outbound = True
-            if re.fullmatch(r"(counter( packets \d+ bytes \d+)? )?accept", rule):
-                inbound = outbound = True
-        gaps += _gaps(tool, restrictive, inbound, outbound, (
-            f'nft add rule {table} {chain} iifname "{ifname}" accept',
-            f'nft add rule {table} {chain} oifname "{ifname}" ct state established,related accept'))
+            rules = [line for line in lines if not line.startswith("type ")]
+            restrictive = "policy drop" in header or any(
+                re.fullmatch(r"(counter( packets \d+ bytes \d+)? )?(drop|reject.*)", r)
+                for r in rules)
+            jumps = {name: _NFT_JUMP_RE.findall(" ".join(body)) for name, body in chains.items()}
+            reachable = [line for name in _reachable(chain, jumps)
+                         for line in (rules if name == chain else chains[name])]
+            inbound, outbound = _nft_accepts(reachable, ifname)
+            gaps += _gaps(tool, restrictive, inbound, outbound, (
+                f'nft add rule {table} {chain} iifname "{ifname}" accept',
+                (f'nft add rule {table} {chain} oifname "{ifname}" '
+                 "ct state established,related accept")))
     return gaps
+
+
+def _nft_accepts(rules: list[str], ifname: str) -> tuple[bool, bool]:
+    """(traffic in from ifname accepted, replies back to it accepted)."""
+    inbound = outbound = False
+    for rule in rules:
+        if re.search(r"\bct state vmap\b", rule):
+            if re.search(r"\bestablished\s*:\s*accept\b", rule):
+                outbound = True
+            continue
+        if not rule.endswith("accept"):
+            continue
+        iif = re.search(r'\biif(?:name)?\s+(!=\s+)?"?([^"\s]+)"?', rule)
+        oif = _NFT_OIF_RE.search(rule)
+        if iif and not iif.group(1) and _interface_is(iif.group(2), ifname):
+            inbound = True
+        if oif and not oif.group(1) and _interface_is(oif.group(2), ifname):
+            outbound = True
+        if not iif and not oif and re.search(r"\bct state\b", rule) and \
+                _ESTABLISHED_RE.search(rule):
+            outbound = True
+        if re.fullmatch(r"(counter( packets \d+ bytes \d+)? )?accept", rule):
+            inbound = outbound = True
+    return inbound, outbound
 
 
 def _gaps(tool: str, restrictive: bool, inbound: bool, outbound: bool,
