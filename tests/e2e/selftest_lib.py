@@ -173,8 +173,7 @@ def add_link(
         process = topo.start_wireguard_go(socket_ns, ifname)
     else:
         socket_ns.run(["ip", "link", "add", ifname, "type", "wireguard"])
-        topo.links.append((socket_ns, ifname))
-        topo._save_registry()
+        topo.track_interface(socket_ns, ifname)  # (no socket file to remove: harmless)
     link = WgLink(topo, impl, ifname, socket_ns, socket_ns, process)
     if into is not None:
         link.move(into)

@@ -3,8 +3,14 @@ userspace daemon: our own rewrite of its checks, one pytest test per check.
 
 Which implementation runs on each side is the module fixture `impls` (default wgpy on both
 sides). `WGPY_SELFTEST_IMPLS=wgpy,wireguard-go` (or `kernel,wgpy` where the module exists)
-picks others; a module that imports this one can also override the fixture. Side 0 is
-netns.sh's $ns1 (192.168.241.1, fd00::1), side 1 its $ns2.
+picks others. Side 0 is netns.sh's $ns1 (192.168.241.1, fd00::1), side 1 its $ns2. Another
+module can run the same checks with its own choice:
+
+    from test_selftest_netns import *  # noqa: F403
+    @pytest.fixture(scope="module")
+    def impls(): return ("kernel", "wgpy")
+
+Known failures (KNOWN_FAILURES, per implementation and side) become xfail(strict=True).
 
 Like netns.sh, each class is one scenario on one topology, its tests run in order and build on
 what the earlier ones did (roaming changes the loopback address, the routing-loop check
@@ -109,7 +115,7 @@ def impls() -> tuple[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def _known_failure(request: pytest.FixtureRequest, impls: tuple[str, str]) -> None:
+def known_failure_marker(request: pytest.FixtureRequest, impls: tuple[str, str]) -> None:
     for side, impl in enumerate(impls):
         entry = KNOWN_FAILURES.get(impl, {}).get(request.node.originalname)
         if entry is not None and side in entry[0]:
@@ -541,8 +547,8 @@ class TestNat:
         a = add_link(topo, impls[0], n1)
         b = add_link(topo, impls[1], n2)
         configure_peers(a, b, keys)
-        topo.veth(ns0, n1, ["192.168.1.1/24"], ["192.168.1.100/24"])
-        _, veths = topo.veth(ns0, n2, ["10.0.0.1/24"], ["10.0.0.100/24"])
+        _, vethc = topo.veth(ns0, n1, ["192.168.1.1/24"], ["192.168.1.100/24"])
+        topo.veth(ns0, n2, ["10.0.0.1/24"], ["10.0.0.100/24"])
         n1.run(["ip", "route", "add", "default", "via", "192.168.1.1"])
         sysctl(ns0, "net/ipv4/ip_forward", "1")
         ns0.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.168.1.0/24",
@@ -550,7 +556,7 @@ class TestNat:
         sysctl(ns0, "net/netfilter/nf_conntrack_udp_timeout", "2")
         sysctl(ns0, "net/netfilter/nf_conntrack_udp_timeout_stream", "2")
         net = Net(topo, ns0, n1, n2, a, b, keys)
-        net.dev["veths"] = veths
+        net.dev["vethc"] = vethc
         return net
 
     def test_ping_through_nat(self, net: Net) -> None:
@@ -573,18 +579,20 @@ class TestNat:
         (netns.sh uses a route MTU of 1299 below the device MTU; a TUN does not see
         routes, so we check the device MTU.) Four steps down, each 0.3 s after the change:
         padding for the MTU of the step before would overflow."""
+        router = net.ns0
+        assert router is not None
         forward = ["iptables", "-t", "filter"]
         try:
             for mtu in (1348, 1332, 1316, 1300):
-                net.ns0.run([*forward, "-F", "FORWARD"])  # type: ignore[union-attr]
-                net.ns0.run([*forward, "-A", "FORWARD", "-p", "udp", "-m", "length",  # type: ignore[union-attr]
-                             "--length", f"{mtu + 32 + 28 + 1}:65535", "-j", "DROP"])
+                router.run([*forward, "-F", "FORWARD"])
+                router.run([*forward, "-A", "FORWARD", "-p", "udp", "-m", "length",
+                            "--length", f"{mtu + 32 + 28 + 1}:65535", "-j", "DROP"])
                 net.a.up(mtu)
                 net.b.up(mtu)
                 pause(0.3)
                 ping(net.n1, "192.168.241.2", size=mtu - 28 - 3)
         finally:
-            net.ns0.run([*forward, "-F", "FORWARD"])  # type: ignore[union-attr]
+            router.run([*forward, "-F", "FORWARD"])
             net.a.up(ORIG_MTU)
             net.b.up(ORIG_MTU)
 
@@ -632,8 +640,7 @@ class TestNat:
     def policy_routing(self, net: Net) -> Net:
         """wg-quick's default route: fwmark 51820 on the socket, everything else into wg0."""
         n1, a = net.n1, net.a
-        vethc = next(name for ns, name in net.topo.links if ns is n1 and name != a.ifname
-                     and not name.startswith(net.topo.short_prefix + "s"))
+        vethc = net.dev["vethc"]
         net.topo.add_addresses(n1, vethc, ["fc00::9/96"])
         n1.run(["ip", "-6", "route", "add", "default", "via", "fc00::1"])
         net.b.add_addresses("192.168.99.7/32", "abab::1111/128")
@@ -941,9 +948,7 @@ class TestConfiguration:
         link = add_link(topo, impls[0], ns0, into=doomed)
         link.add_addresses("192.168.241.1/24")
         link.up()
-        topo.links.remove((doomed, link.ifname))
-        topo.namespaces.remove(doomed)
-        run_checked(["ip", "netns", "del", doomed.name])
+        run_checked(["ip", "netns", "del", doomed.name])  # the Topology skips what is gone
         if link.process is not None:
             wait_for(lambda: link.process.poll() is not None, timeout=10,
                      message=f"{link.impl} to exit after its namespace was deleted")
