@@ -393,7 +393,34 @@ class TestLoopback:
             net.b.set("peer", k.pub[1], "preshared-key", net.b.key_file(k.psk),
                       "allowed-ips", "192.168.241.1/32,fd00::1/128")
 
-    # -- beyond netns.sh: configuration replacement, ports, marks, keepalives ---------------
+    # -- beyond netns.sh: peers and allowed IPs, configuration replacement, ports, marks,
+    # keepalives
+
+    def test_outbound_follows_allowed_ips(self, net: Net) -> None:
+        """Cryptokey routing out: with only fd00::2/128 allowed, IPv4 to the peer goes
+        nowhere and IPv6 still works; put back, IPv4 works again."""
+        pub2 = net.k.pub[2]
+        net.a.set("peer", pub2, "allowed-ips", "fd00::2/128")
+        ping_fails(net.n1, "192.168.241.2")
+        ping(net.n1, "fd00::2")
+        net.a.set("peer", pub2, "allowed-ips", "192.168.241.2/32,fd00::2/128")
+        ping(net.n1, "192.168.241.2")
+
+    def test_removed_peer_unreachable_readded_peer_handshakes(self, net: Net) -> None:
+        """A removed peer takes its sessions along; added back it handshakes anew."""
+        pub1 = net.k.pub[1]
+        endpoint = net.b.endpoints()[pub1]
+        handshake = net.b.dump().peers[pub1].latest_handshake
+        net.b.set("peer", pub1, "remove")
+        assert net.b.show("peers") == ""
+        ping_fails(net.n2, "192.168.241.1")
+        pause(1)  # a new handshake gets a later second in `latest-handshakes`
+        net.b.set("peer", pub1, "preshared-key", net.b.key_file(net.k.psk),
+                  "allowed-ips", "192.168.241.1/32,fd00::1/128", "endpoint", endpoint)
+        ping(net.n2, "192.168.241.1")
+        assert net.b.dump().peers[pub1].latest_handshake > handshake
+
+    # -- configuration replacement, ports, marks, keepalives
 
     def test_syncconf_keeps_session_of_unchanged_peer(self, net: Net) -> None:
         """`wg syncconf` with the running configuration minus one extra peer: the extra peer
@@ -600,14 +627,22 @@ class TestNat:
         net.a.set("peer", net.k.pub[2], "persistent-keepalive", "0")
         ping(net.n1, "192.168.241.2", interface=net.a.ifname)
 
+    MARK_RULE = ("OUTPUT", "-j", "MARK", "--set-xmark", "1")
+
     def test_marked_packets_are_rerouted(self, net: Net) -> None:
-        mark = ["iptables", "-t", "mangle", "OUTPUT", "-j", "MARK", "--set-xmark", "1"]
-        net.n1.run([*mark[:3], "-I", *mark[3:]])
+        """Everything $ns1 sends gets mark 1 (the daemon's datagrams too) and is rerouted."""
+        net.n1.run(["iptables", "-t", "mangle", "-I", *self.MARK_RULE])
         try:
             ping(net.n1, "192.168.241.2")
+        finally:
+            net.n1.run(["iptables", "-t", "mangle", "-D", *self.MARK_RULE])
+
+    def test_marked_packets_bound_to_interface(self, net: Net) -> None:
+        net.n1.run(["iptables", "-t", "mangle", "-I", *self.MARK_RULE])
+        try:
             ping(net.n1, "192.168.241.2", interface=net.a.ifname)
         finally:
-            net.n1.run([*mark[:3], "-D", *mark[3:]])
+            net.n1.run(["iptables", "-t", "mangle", "-D", *self.MARK_RULE])
 
     def test_onion_routing(self, net: Net) -> None:
         """A third tunnel whose endpoint is reached through the first one."""
