@@ -34,6 +34,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from netns import (
@@ -140,7 +141,7 @@ class WgLink:
             wait_for(lambda: not self.socket_path().exists(), timeout=5,
                      message=f"{self.socket_path()} removed")
 
-    def socket_path(self):
+    def socket_path(self) -> Path:
         return WIREGUARD_RUN_DIR / f"{self.ifname}.sock"
 
     def assert_alive(self) -> None:

@@ -12,9 +12,10 @@ module can run the same checks with its own choice:
 
 Known failures (KNOWN_FAILURES, per implementation and side) become xfail(strict=True).
 
-Like netns.sh, each class is one scenario on one topology, its tests run in order and build on
-what the earlier ones did (roaming changes the loopback address, the routing-loop check
-deletes interfaces ...); each test sets up what it checks, so a failure names one check.
+Like netns.sh, each class is one scenario on one topology and its tests run in order. Most
+set up the state they check; a few read what the one before them did (their docstrings say
+so: the endpoint a filtered packet left, the NAT endpoint, the onion tunnel, the routing loop
+after the move), so run a class whole rather than one of those alone.
 
   TestTraffic         $ns0's loopback is the "outside": both interfaces are created in $ns0
                       (daemons run there) and moved into $ns1/$ns2. Pings of several sizes and
@@ -370,7 +371,8 @@ class TestLoopback:
             net.a.set("peer", more_specific, "remove")
 
     def test_dropped_packet_still_updates_endpoint(self, net: Net) -> None:
-        """It authenticated, so the kernel took its source as the peer's new endpoint."""
+        """The packet the test before dropped authenticated, so (as in the kernel) its
+        source became the peer's endpoint."""
         assert net.a.endpoints() == {net.k.pub[2]: "[::1]:9997"}
 
     def test_reconfigured_pair_handshakes(self, net: Net) -> None:
@@ -552,6 +554,8 @@ class TestWgThroughWg:
         TRAFFIC_CHECKS[check](inner)
 
     def test_inner_interface_moved_to_ns0_still_works(self, inner: Net) -> None:
+        """$ns1's wg1 moves to $ns0 (its socket stays in $ns1, behind wg0) and still works;
+        the routing-loop check below builds on this."""
         ns0 = inner.ns0
         assert ns0 is not None
         inner.a.move(ns0)
@@ -616,6 +620,7 @@ class TestNat:
         ping(net.n2, "192.168.241.1")
 
     def test_endpoint_behind_nat_is_router_address(self, net: Net) -> None:
+        """After test_ping_through_nat: $ns2 sees $ns1 as the router's address."""
         assert net.b.endpoints() == {net.k.pub[1]: "10.0.0.1:1"}
 
     def test_persistent_keepalive_keeps_nat_mapping(self, net: Net) -> None:
