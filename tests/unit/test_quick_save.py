@@ -221,3 +221,25 @@ def test_a_commented_out_peer_right_above_a_removed_one_stays() -> None:
 @pytest.mark.parametrize("text", ["", "\n", "\n\n", "# only a comment", "# a\n", "\n# a"])
 def test_files_without_sections_keep_their_bytes(text: str) -> None:
     assert merged_text(text, parse_config(text, "wg0.conf"), "", Running(DeviceState(), [])) == text
+
+
+DISABLED_ABOVE = (
+    f"[Interface]\nPrivateKey = {b64(0)}\n\n"
+    "#disabled# [Peer]\n#disabled# # friendly_name = carol\n"
+    f"#disabled# PublicKey = {b64(4)}\n#disabled# AllowedIPs = 10.9.0.4/32\n"
+    f"[Peer]\n# friendly_name = bob\nPublicKey = {b64(2)}\nAllowedIPs = 10.9.0.3/32\n"
+)
+
+
+def test_a_disabled_peer_stays_disabled_and_in_place() -> None:
+    """disable-peer's block (conf/disabled.py) right above a peer removed at runtime stays; a
+    disabled peer someone put back by hand with `wg set` is not appended as an enabled one
+    (the file says disabled; syncconf would take it off again)."""
+    running = running_from(DISABLED_ABOVE)
+    running.device.peers = [PeerState(public_key=K[4],
+                                      allowed_ips=[ipaddress.ip_network("10.9.0.4/32")])]
+    assert merge(DISABLED_ABOVE, running) == (
+        f"[Interface]\nPrivateKey = {b64(0)}\n\n"
+        "#disabled# [Peer]\n#disabled# # friendly_name = carol\n"
+        f"#disabled# PublicKey = {b64(4)}\n#disabled# AllowedIPs = 10.9.0.4/32\n"
+    )

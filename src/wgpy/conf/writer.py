@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 
+from wgpy.conf.disabled import is_disabled_line
 from wgpy.conf.parser import (
     QUICK_INTERFACE_KEYS,
     Config,
@@ -32,7 +33,8 @@ from wgpy.conf.parser import (
 )
 from wgpy.keys import key_to_base64
 
-# "#[Peer]", "# PublicKey = ...": a section or key line someone commented out (a disabled peer)
+# "#[Peer]", "# PublicKey = ...": a section or key line someone commented out by hand
+# (disable-peer's own "#disabled# " lines are told by conf.disabled)
 COMMENTED_OUT_LINE = re.compile(
     r"\s*#\s*(\[(peer|interface)\]|(publickey|presharedkey|allowedips|endpoint|"
     r"persistentkeepalive|privatekey|listenport|fwmark)\s*=)", re.IGNORECASE)
@@ -217,8 +219,8 @@ def without_peers(text: str, peers: list[PeerSection]) -> str:
     for peer in peers:
         last_key = max((line.number for line in peer.source if line.key), default=peer.line)
         # A commented-out section right above the header (a disabled peer) is not this peer's.
-        commented_out = [line.number for line in peer.source
-                         if line.number < peer.line and COMMENTED_OUT_LINE.match(line.text)]
+        commented_out = [line.number for line in peer.source if line.number < peer.line and (
+            COMMENTED_OUT_LINE.match(line.text) or is_disabled_line(line.text))]
         first_own = max(commented_out, default=0) + 1
         drop.update(line.number for line in peer.source if first_own <= line.number <= last_key)
         trailing = [line for line in peer.source if line.number > last_key]

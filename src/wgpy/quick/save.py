@@ -8,6 +8,8 @@ We merge instead (conf.writer.format_config does the line work):
   set, PresharedKey, PersistentKeepalive, Endpoint) is rewritten on its own line;
 - a peer added at runtime is appended; a peer no longer running is deleted
   (conf.writer.without_peers: comments after its last key, e.g. a commented-out peer, stay);
+- a peer disabled in the file (disable-peer, conf/disabled.py) stays as it is, also when it
+  was put back on the interface by hand;
 - [Interface]: PrivateKey, ListenPort and FwMark from the device, Address from the link, DNS
   servers from resolvconf, MTU from the link when the file sets one; Table, SaveConfig and the
   hooks are never rewritten. The FwMark `up` itself chose for a default route is not saved.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wgpy.conf import Config, ConfigError, PeerSection, format_config, parse_config, values
+from wgpy.conf.disabled import find_disabled_peers
 from wgpy.conf.writer import without_peers, write_config_file
 from wgpy.control.model import DeviceState, Endpoint, PeerState
 from wgpy.control.netlink import Netlink
@@ -68,6 +71,13 @@ def read_running(quick: QuickConfig, netlink: Netlink) -> Running:
 def merged_text(text: str, config: Config, table: str, running: Running) -> str:
     """The file text with the running state merged in (see the module doc)."""
     state = running.device
+    # A peer disabled in the file (disable-peer) stays disabled even if someone put it back
+    # by hand: the file says so, and syncconf of the file would take it off again.
+    try:
+        disabled = {d.section.public_key
+                    for d in find_disabled_peers(text.split("\n"), config.path)}
+    except ConfigError:
+        disabled = set()  # a marked block that does not parse is only comments to wg-quick
     live_keys = {peer.public_key for peer in state.peers}
     gone = [peer for peer in config.peers if peer.public_key not in live_keys]
     if gone:
@@ -77,6 +87,8 @@ def merged_text(text: str, config: Config, table: str, running: Running) -> str:
     by_key = {peer.public_key: peer for peer in config.peers}
     for live in state.peers:
         section = by_key.get(live.public_key)
+        if section is None and live.public_key in disabled:
+            continue
         if section is None:
             section = PeerSection(public_key=live.public_key)
             config.peers.append(section)
