@@ -340,6 +340,39 @@ def test_save_keeps_comments_names_and_hooks(topo: Topology) -> None:
     assert alice not in conf.read_text()
 
 
+def test_save_keeps_a_disabled_peer_disabled(topo: Topology) -> None:
+    """disable-peer comments a peer out ('#disabled# '); `down` with SaveConfig keeps that
+    block as it is (also when the peer was put back by hand with `wg set`), removes a peer
+    gone at runtime without taking the block above it along, and enable-peer still works."""
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("x")
+    private, _ = topo.genkey()
+    alice, bob = topo.genkey()[1], topo.genkey()[1]
+    text = (
+        f"[Interface]\nPrivateKey = {private}\nListenPort = 51821\nAddress = 10.80.0.1/24\n"
+        "SaveConfig = true\n\n"
+        f"[Peer]\n# friendly_name = bob\nPublicKey = {bob}\nAllowedIPs = 10.80.0.3/32\n"
+        f"[Peer]\n# friendly_name = alice\nPublicKey = {alice}\nAllowedIPs = 10.80.0.2/32\n"
+    )
+    conf = write_conf(topo, ifname, text)
+    wgpy_quick(topo, ns, "up", conf)
+    env = quick_env("wireguard-go")
+    ops = [sys.executable, "-m", "wgpy.ops.commands"]
+    ns.run([*ops, "disable-peer", ifname, "bob", "--config", str(conf)], env=env)
+    disabled = conf.read_text()
+    assert "#disabled# AllowedIPs = 10.80.0.3/32\n[Peer]\n" in disabled  # right above alice
+    topo.wg(ns, "set", ifname, "peer", bob, "allowed-ips", "10.80.0.3/32")  # by hand
+    topo.wg(ns, "set", ifname, "peer", alice, "remove")
+    wgpy_quick(topo, ns, "down", conf)
+    assert conf.read_text() == disabled.partition("[Peer]\n# friendly_name = alice")[0]
+    wgpy_quick(topo, ns, "up", conf)
+    assert list(topo.wg_dump(ns, ifname).peers) == []
+    ns.run([*ops, "enable-peer", ifname, "bob", "--config", str(conf)], env=env)
+    assert list(topo.wg_dump(ns, ifname).peers) == [bob]
+    wgpy_quick(topo, ns, "down", conf)
+    assert f"\n[Peer]\n# friendly_name = bob\nPublicKey = {bob}\n" in conf.read_text()
+
+
 def test_same_state_as_wg_quick(topo: Topology) -> None:
     """The real wg-quick and wgpy-quick, one after the other on the same file and namespace,
     leave identical rules, routes (all tables), nft rulesets, addresses and device config."""
