@@ -192,8 +192,11 @@ class Device:
         heap = self._heap
         while heap:
             deadline, _, peer = heap[0]
-            if self.peers.get(peer.public_key) is not peer:
-                heapq.heappop(heap)  # removed peer
+            if (
+                deadline != peer.timers.scheduled_at
+                or self.peers.get(peer.public_key) is not peer
+            ):
+                heapq.heappop(heap)  # stale entry, or a removed peer
                 continue
             return deadline
         return None
@@ -201,10 +204,12 @@ class Device:
     def on_timer(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, peer = heapq.heappop(heap)
-            if self.peers.get(peer.public_key) is not peer:
-                continue
+            deadline, _, peer = heapq.heappop(heap)
             timers = peer.timers
+            # A peer's live entry is the one at `scheduled_at`; others are stale (a deadline
+            # that was cleared or moved) and the peer stays queued by its live one.
+            if deadline != timers.scheduled_at or self.peers.get(peer.public_key) is not peer:
+                continue
             timers.scheduled_at = _INF
             for timer in timers.due(now):
                 self._fire(peer, timer, now)
