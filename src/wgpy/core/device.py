@@ -63,6 +63,7 @@ _REFUSED_SOURCES_MAX = 4096  # entries in Device._refused_until before it is emp
 _T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
 _T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
 _T_PERSISTENT_KEEPALIVE = int(Timer.PERSISTENT_KEEPALIVE)
+_T_QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
 _pack_header = TRANSPORT_HEADER.pack
 _unpack_header = TRANSPORT_HEADER.unpack_from
 _nonce = crypto.nonce
@@ -248,6 +249,9 @@ class Device:
             self.events.append(Event(EventKind.KEYS_ZEROED, peer, now))
         elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
             self._send_keepalive(peer, now)
+        elif timer is Timer.QUEUED_INITIATION:
+            # asked for by keep-key-fresh, which already restarted the attempts
+            self._send_initiation(peer, now, retry=True)
 
     def _any_authenticated_packet_sent(self, peer: Peer, now: float) -> None:
         peer.timers.deadlines[Timer.SEND_KEEPALIVE] = None
@@ -341,6 +345,19 @@ class Device:
         self._arm(peer, Timer.RETRANSMIT_HANDSHAKE, retransmit_deadline(now, self._jitter()))
         self.events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
 
+    def _queue_initiation(self, peer: Peer, now: float) -> None:
+        """Keep-key-fresh wants a new handshake (kernel:
+        wg_packet_send_queued_handshake_initiation, not a retry). The kernel queues the
+        initiation to a worker, so it never cuts into the packets being sent or received; here
+        it leaves from the timer step at `now`, after the packets of the current call."""
+        timers = peer.timers
+        timers.handshake_attempts = 0
+        last = peer.last_sent_handshake
+        if last is not None and now - last < REKEY_TIMEOUT:
+            return  # the kernel checks before queuing, and again when sending
+        if timers.deadlines[_T_QUEUED_INITIATION] is None:
+            self._arm(peer, Timer.QUEUED_INITIATION, now)
+
     def _send_keepalive(self, peer: Peer, now: float) -> None:
         if not peer.staged:
             peer.staged.append(b"")
@@ -423,10 +440,11 @@ class Device:
         return counter - first
 
     def _keep_key_fresh_send(self, peer: Peer, keypair: Keypair, now: float) -> None:
+        # kernel: keep_key_fresh in wg_packet_create_data_done, after the whole run is sent
         if keypair.sending_counter > REKEY_AFTER_MESSAGES or (
             keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME
         ):
-            self._send_initiation(peer, now, retry=False)
+            self._queue_initiation(peer, now)
 
     def send_packet(self, packet: bytes, now: float) -> None:
         """An IP packet read from the TUN: route it by destination and encrypt it."""
@@ -637,7 +655,7 @@ class Device:
             and now - keypair.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
         ):
             timers.sent_lastminute_handshake = True
-            self._send_initiation(peer, now, retry=False)
+            self._queue_initiation(peer, now)
 
     def _received_run(self, peer: Peer, received_bytes: int, data_packets: int, now: float) -> None:
         """Timers and counters of a run of authenticated datagrams, as the kernel's
