@@ -35,7 +35,7 @@ from wgpy.constants import (
 )
 from wgpy.core import crypto, noise
 from wgpy.core.allowedips import AllowedIPs
-from wgpy.core.cookie import CookieChecker
+from wgpy.core.cookie import CookieChecker, CookieMacState, mac2_missing
 from wgpy.core.events import MAX_EVENTS, Event, EventKind
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import (
@@ -46,7 +46,7 @@ from wgpy.core.messages import (
     parse_response,
 )
 from wgpy.core.peer import Endpoint, Peer
-from wgpy.core.ratelimiter import RateLimiter
+from wgpy.core.ratelimiter import RateLimiter, TokenBucket
 from wgpy.core.tai64n import tai64n
 from wgpy.core.timers import (
     Timer,
@@ -58,7 +58,7 @@ from wgpy.core.timers import (
 from wgpy.errors import DropReason, WgError
 
 _INF = float("inf")
-_REFUSED_SOURCES_MAX = 4096  # entries in Device._refused_until before it is emptied
+_REFUSED_SOURCES_MAX = 4096  # entries in Device._cookie_refused_until before it is emptied
 # plain ints for the per-packet paths (an IntEnum attribute lookup costs more)
 _T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
 _T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
@@ -76,6 +76,13 @@ class Device:
     # Handshake messages per second above which the device counts as under load and demands
     # cookies (the kernel measures a queue backlog; a single-threaded core measures the rate).
     under_load_rate = 512
+    # Cookie replies under load (each an XChaCha20-Poly1305 seal, ~45 us here): per source
+    # address, generous enough that a spoofer using a peer's address at hundreds per second
+    # does not use up that address's replies, and all sources together, so that many spoofed
+    # addresses cannot buy the single thread (~20 % of it at most). The kernel bounds this
+    # work with its handshake queue; its per-source limiter is for handshakes only.
+    cookie_replies_per_source = 1000
+    cookie_replies_per_second = 5000
 
     def __init__(self, rng: Rng, mtu: int = DEFAULT_MTU) -> None:
         self.rng = rng
@@ -87,7 +94,16 @@ class Device:
         self.peers: dict[bytes, Peer] = {}
         self.allowed_ips = AllowedIPs()
         self.cookie_checker = CookieChecker()
-        self.rate_limiter = RateLimiter()
+        self.rate_limiter = RateLimiter()  # handshakes with a valid mac2, under load
+        # a second's worth of burst: a spoofer sending in bursts must not empty the bucket
+        # of the address it spoofs for long
+        self.cookie_reply_limiter = RateLimiter(
+            packets_per_second=self.cookie_replies_per_source,
+            burst=self.cookie_replies_per_source,
+        )
+        self.cookie_reply_budget = TokenBucket(
+            self.cookie_replies_per_second, max(1, self.cookie_replies_per_second // 10)
+        )
         # our receiver indexes: a Keypair (transport) or a Peer (pending handshake)
         self.indices: dict[int, Keypair | Peer] = {}
         self.to_network: list[tuple[bytes, Endpoint]] = []
@@ -99,8 +115,8 @@ class Device:
         self._load_window_start = 0.0
         self._load_window_count = 0
         self._last_under_load = -_INF
-        # source host -> until when the rate limiter refuses it (see _receive_other)
-        self._refused_until: dict[str, float] = {}
+        # source host -> until when the cookie-reply limiter refuses it (_receive_handshake)
+        self._cookie_refused_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -682,27 +698,12 @@ class Device:
         if kind == MESSAGE_COOKIE_REPLY:
             self._receive_cookie_reply(data, now)
             return
-        # A flood's fast path: a source the rate limiter refused is refused until its bucket
-        # holds a token again (the limiter said when), so while the device stays under load
-        # its handshake messages are counted and dropped before the mac1 check and the
-        # limiter's lookup, ~5x cheaper. The limiter's state is the same as if it had been
-        # asked (a refusal only refills by elapsed time); a message with a bad mac1 counts
-        # as rate limited instead of bad mac1 -- dropped either way.
-        refused_until = self._refused_until.get(src[0])
-        if (
-            refused_until is not None
-            and now < refused_until
-            and now - self._last_under_load < UNDER_LOAD_LINGER
-            and self.identity is not None
-        ):
-            self._under_load(now)  # the flood still counts as load
-            self.drops[DropReason.RATE_LIMITED] += 1
-            return
         self._receive_handshake(kind, data, src, now)
 
     # --- handshake messages
 
     def _under_load(self, now: float) -> bool:
+        """Count one handshake message as load; is the device under load now?"""
         if now - self._load_window_start >= 1.0:
             self._load_window_start = now
             self._load_window_count = 0
@@ -711,39 +712,79 @@ class Device:
             self._last_under_load = now
         return now - self._last_under_load < UNDER_LOAD_LINGER
 
+    def _was_under_load(self, now: float) -> bool:
+        """Under load, as the last counted message left it (counts nothing)."""
+        return now - self._last_under_load < UNDER_LOAD_LINGER
+
     def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float) -> None:
+        """An initiation or a response: its MACs decide, in the kernel's order (mac1, then
+        under load mac2, then for a valid mac2 only the source's rate limit), see
+        CookieChecker.validate."""
         if self.identity is None:
             self.drops[DropReason.NO_PRIVATE_KEY] += 1
             return
-        if not self.cookie_checker.check_mac1(data):
-            self.drops[DropReason.BAD_MAC1] += 1
+        if self._refused_before_mac1(data, src, now):
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
             return
-        if self._under_load(now):
-            # Under load every source pays from its token bucket (20/s, burst 5) before any
-            # crypto beyond mac1: handshake work as in the kernel, and -- since a cookie reply
-            # costs an XChaCha20 seal -- cookie replies too, so one flooding address cannot
-            # keep the device busy answering it.
-            wait = self.rate_limiter.allow_or_wait(src[0], now)
-            if wait:
-                refused = self._refused_until
-                if len(refused) >= _REFUSED_SOURCES_MAX:
-                    refused.clear()  # many flooding addresses: the memo only saves time
-                # a microsecond early rather than late: float rounding never refuses a token
-                refused[src[0]] = now + wait - 1e-6
-                self.drops[DropReason.RATE_LIMITED] += 1
-                return
-            if not self.cookie_checker.check_mac2(data, src, now, self.rng):
-                # prove your address first: answer with a cookie, do no DH work
-                sender_index = int.from_bytes(data[4:8], "little")
-                self.to_network.append(
-                    (self.cookie_checker.create_reply(data, sender_index, src, now, self.rng), src)
-                )
-                self.drops[DropReason.COOKIE_SENT] += 1
-                return
-        if kind == MESSAGE_INITIATION:
-            self._receive_initiation(data, src, now)
+        state = self.cookie_checker.validate(
+            data, src, now, self.rng, lambda: self._under_load(now), self.rate_limiter
+        )
+        if state is CookieMacState.VALID_MAC_BUT_NO_COOKIE and self._was_under_load(now):
+            self._send_cookie_reply(data, src, now)  # prove your address first; no DH work
+        elif (
+            state is CookieMacState.VALID_MAC_WITH_COOKIE
+            or state is CookieMacState.VALID_MAC_BUT_NO_COOKIE  # not under load
+        ):
+            if kind == MESSAGE_INITIATION:
+                self._receive_initiation(data, src, now)
+            else:
+                self._receive_response(data, src, now)
+        elif state is CookieMacState.VALID_MAC_WITH_COOKIE_BUT_RATELIMITED:
+            self.drops[DropReason.RATE_LIMITED] += 1
         else:
-            self._receive_response(data, src, now)
+            self.drops[DropReason.BAD_MAC1] += 1
+
+    def _refused_before_mac1(self, data: bytes, src: Endpoint, now: float) -> bool:
+        """A flood's fast path: a source over its cookie-reply limit is refused until its
+        bucket holds a token again (the limiter said when), and every source while the
+        replies of all are spent, for messages that carry no cookie (zero mac2) while the
+        device is under load: they could only be answered with a cookie reply, so they are
+        dropped before mac1, ~5x cheaper. A message with any mac2 takes the full path and may
+        be let through by a valid one (this never refuses a proven sender). A zero-mac2
+        message with a bad mac1 counts as COOKIE_REPLY_LIMITED instead of BAD_MAC1 --
+        dropped either way."""
+        if not self._was_under_load(now) or not mac2_missing(data):
+            return False
+        refused_until = self._cookie_refused_until.get(src[0])
+        if (
+            refused_until is not None and now < refused_until
+        ) or not self.cookie_reply_budget.has_token(now):
+            self._under_load(now)  # the flood still counts as load
+            return True
+        return False
+
+    def _send_cookie_reply(self, data: bytes, src: Endpoint, now: float) -> None:
+        """Under load, a handshake message without a valid mac2 is answered with a cookie
+        (kernel: wg_packet_send_handshake_cookie, for initiations and responses alike), within
+        the cookie-reply limits: per source, then all sources together."""
+        budget = self.cookie_reply_budget
+        if not budget.has_token(now):
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
+            return
+        wait = self.cookie_reply_limiter.allow_or_wait(src[0], now)
+        if wait:
+            refused = self._cookie_refused_until
+            if len(refused) >= _REFUSED_SOURCES_MAX:
+                refused.clear()  # many flooding addresses: the memo only saves time
+            # a microsecond early rather than late: float rounding never refuses a token
+            refused[src[0]] = now + wait - 1e-6
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
+            return
+        budget.take(now)
+        sender_index = int.from_bytes(data[4:8], "little")
+        reply = self.cookie_checker.create_reply(data, sender_index, src, now, self.rng)
+        self.to_network.append((reply, src))
+        self.drops[DropReason.COOKIE_SENT if mac2_missing(data) else DropReason.BAD_MAC2] += 1
 
     def _receive_initiation(self, data: bytes, src: Endpoint, now: float) -> None:
         assert self.identity is not None
