@@ -131,18 +131,16 @@ class Device:
     def set_private_key(self, key: bytes | None, now: float) -> None:
         if key is not None and len(key) != 32:
             raise WgError("a private key is 32 bytes")
-        if key is not None and not any(key):
-            key = None
+        if key is not None:
+            # stored clamped, as the kernel and wireguard-go: `wg show` prints it clamped
+            key = crypto.clamp(key) if any(key) else None
         current = self.private_key
         if key == current:
             return  # wireguard-go: setting the same key changes nothing (syncconf relies on it)
         if key is None:
             self.identity = None
         else:
-            clamped = bytearray(key)
-            clamped[0] &= 248
-            clamped[31] = (clamped[31] & 127) | 64
-            self.identity = noise.StaticIdentity(key, crypto.public_key(bytes(clamped)))
+            self.identity = noise.StaticIdentity(key, crypto.public_key(key))
         self.cookie_checker.init(self.public_key)
         for peer in list(self.peers.values()):
             if self.identity is not None and peer.public_key == self.identity.public_key:
