@@ -82,9 +82,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "test_reply_to_sender_ipv4": ((0,), STICKY),
         "test_reply_to_sender_ipv6": ((0,), STICKY),
         "test_inbound_address_on_another_interface": ((0,), STICKY),
-        "test_private_key_stored_clamped": (
-            (0,), (f"{ISSUE_13}: wgpy stores the private key as given; `wg show private-key` "
-                  "prints it unclamped")),
         "test_route_mtu_padding_follows_interface_mtu": (
             (0, 1), (f"{ISSUE_13}: wgpy reads the interface MTU once a second; for up to a "
                     "second after a change it pads for the old MTU")),
