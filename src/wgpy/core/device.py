@@ -609,16 +609,19 @@ class Device:
                 newest = counter
             # authenticated from here on
             if not authenticated:
-                self._authenticated_run(keypair, now)  # type: ignore[arg-type]
                 endpoint = peer.endpoint  # type: ignore[union-attr]
-            authenticated += 1
-            run_bytes += len(data)
             if src is not endpoint:  # (datagrams of one GRO read share one src object)
                 if src != endpoint:  # roaming: follow authenticated packets only
                     if endpoint is not None:
                         events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
                     peer.endpoint = src  # type: ignore[union-attr]
                 endpoint = src
+            if not authenticated:
+                # after the endpoint, as the kernel (consume_data_done): staged packets that
+                # confirming a new session releases go where the confirming datagram came from
+                self._authenticated_run(keypair, now)  # type: ignore[arg-type]
+            authenticated += 1
+            run_bytes += len(data)
             if not plaintext:
                 continue  # keepalive
             run_data += 1
