@@ -156,8 +156,9 @@ def _exchange(bind: udp.UdpBind, host: str) -> None:
                 break
             wait_readable(sock.fileno())
         peer_addr = peer.getsockname()[:2]
-        assert out == [(b"one", peer_addr), (b"two", peer_addr)]
-        assert all(type(src) is tuple and len(src) == 2 for _, src in out)
+        assert [(data, src[:2]) for data, src in out] == [(b"one", peer_addr), (b"two", peer_addr)]
+        # the third item is the local address the datagram arrived at (in_pktinfo/in6_pktinfo)
+        assert all(type(src) is tuple and udp.source_address(src[2])[0] == host for _, src in out)
         bind.send_batch([(b"back", peer_addr)])
         peer.settimeout(2)
         data, addr = peer.recvfrom(100)
@@ -257,8 +258,76 @@ def test_udp_gso_send_and_gro_receive_split_into_the_original_datagrams() -> Non
             if len(out) >= len(datagrams):
                 break
         assert [d for d, _ in out] == [d for d, _ in datagrams]
-        assert all(src == ("127.0.0.1", sender.port) for _, src in out)
+        assert all(src[:2] == ("127.0.0.1", sender.port) for _, src in out)
         sender.close()
         receiver.close()
+
+    in_new_netns(body)
+
+
+def _addresses_on_lo(*addresses: str) -> None:
+    for address in addresses:
+        prefix = "/128" if ":" in address else "/32"
+        subprocess.run(["ip", "addr", "add", address + prefix, "dev", "lo", "nodad"]
+                       if ":" in address else ["ip", "addr", "add", address + prefix, "dev", "lo"],
+                       check=True)
+
+
+def _receive(bind: udp.UdpBind, sock: socket.socket, count: int) -> list:
+    out: list = []
+    for _ in range(20):
+        wait_readable(sock.fileno())
+        bind.receive_batch(sock, out, 64)
+        if len(out) >= count:
+            break
+    return out
+
+
+def _sticky_source_round(gro: bool, first: str, second: str) -> None:
+    """A peer at `first` sends to our `second` address; replies come from `second` (the routing
+    would pick `first`, the destination's own address); once `second` is gone they come from
+    the routing's choice and the source is reported stale."""
+    family = socket.AF_INET6 if ":" in first else socket.AF_INET
+    bind = udp.UdpBind(want_gso=gro, want_gro=gro)
+    bind.open(0)
+    sock = bind.sock6 if family == socket.AF_INET6 else bind.sock4
+    with socket.socket(family, socket.SOCK_DGRAM) as peer:
+        peer.bind((first, 0))
+        peer.settimeout(2)
+        for i in range(4):
+            peer.sendto(bytes([i]) * 500, (second, bind.port))
+        out = _receive(bind, sock, 4)
+        assert len(out) == 4
+        src = out[0][1]
+        assert src[:2] == peer.getsockname()[:2]
+        assert udp.source_address(src[2])[0] == second
+        # a single reply, then a batch (a GSO run when the kernel has it) to the same endpoint
+        assert bind.send(b"single", src)
+        bind.send_batch([(b"r" * 600, src)] * 3)
+        for expected in [b"single"] + [b"r" * 600] * 3:
+            data, addr = peer.recvfrom(2000)
+            assert (data, addr[0]) == (expected, second)
+        # the address leaves the host: the send goes out from the routing's choice
+        subprocess.run(["ip", "addr", "del", second + ("/128" if ":" in second else "/32"),
+                        "dev", "lo"], check=True)
+        assert bind.send(b"fallback", src)
+        data, addr = peer.recvfrom(2000)
+        assert data == b"fallback" and addr[0] != second
+        bind.send_batch([(b"f" * 600, src)] * 3)
+        for _ in range(3):
+            data, addr = peer.recvfrom(2000)
+            assert data == b"f" * 600 and addr[0] != second
+        assert bind.stale_sources == {src[2]}
+        assert bind.send_errors == 0
+    bind.close()
+    _addresses_on_lo(second)  # for the next round
+
+
+def test_udp_replies_come_from_the_address_the_peer_sent_to() -> None:
+    def body() -> None:
+        _addresses_on_lo("10.7.0.1", "10.7.0.2", "fd00:7::1", "fd00:7::2")
+        for gro in (False, True):
+            _sticky_source_round(gro, "10.7.0.1", "10.7.0.2")
+            _sticky_source_round(gro, "fd00:7::1", "fd00:7::2")
 
     in_new_netns(body)

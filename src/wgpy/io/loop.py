@@ -35,7 +35,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from wgpy.control.model import Endpoint
+from wgpy.core.peer import forget_sources
+from wgpy.io.rtnl import RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone
+from wgpy.io.udp import source_address
 
 log = logging.getLogger("wgpy.io.loop")
 
@@ -44,6 +47,9 @@ log = logging.getLogger("wgpy.io.loop")
 # no better than 128; paced UDP the same within noise.
 BATCH = 128
 HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow checks
+# Cached sources checked one by one against the routing table after an address or route change;
+# with more, they are all forgotten (each is learnt again from the peer's next packet).
+SOURCE_CHECKS_MAX = 256
 
 
 class TunLike(Protocol):
@@ -57,6 +63,8 @@ class TunLike(Protocol):
 
 class NetLike(Protocol):
     port: int
+    drops: collections.Counter  # the loop shares the core's counter
+    stale_sources: set  # local sources a send found gone (see udp.py)
 
     def sockets(self) -> list[Any]: ...
     def open(self, port: int) -> int: ...
@@ -97,7 +105,12 @@ class DeviceLoop:
         self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self._route_events: RouteEvents | None = None
+        self._source_checker: SourceChecker | None = None
         device.wall_offset = wall_clock() - clock()
+        drops = getattr(device, "drops", None)
+        if drops is not None:
+            net.drops = drops  # e.g. SEND_BUFFER_FULL, counted by the UDP bind
         self._register(tun, select.EPOLLIN, self._on_tun_readable, False)
         self._register_sockets()
 
@@ -169,6 +182,59 @@ class DeviceLoop:
     def set_mark(self, mark: int) -> None:
         self.net.set_mark(mark)
 
+    def watch_route_events(self, ifindex: int) -> None:
+        """Follow the TUN's MTU (interface `ifindex`) and re-check the sticky source addresses
+        the moment links, addresses or routes change (rtnl.py). Without it the MTU is polled
+        once per housekeeping round."""
+        self._route_events = RouteEvents(ifindex)
+        self.add_reader(self._route_events, self._on_route_events)
+
+    def _on_route_events(self) -> None:
+        events = self._route_events
+        assert events is not None
+        changes = events.read()
+        if changes.mtu is not None and changes.mtu != self.device.mtu:
+            log.debug("MTU of the interface is now %d", changes.mtu)
+            self.device.mtu = changes.mtu
+        if changes.overrun:
+            self._follow_mtu()
+        if changes.addresses_or_routes or changes.overrun:
+            self._recheck_sources()
+
+    def _recheck_sources(self) -> None:
+        """Forget the cached sources the kernel would no longer send from (rtnl.py)."""
+        peers = self.device.peers.values()
+        cached = sum(1 for p in peers if p.endpoint is not None and len(p.endpoint) > 2)
+        if not cached:
+            return
+        if cached > SOURCE_CHECKS_MAX:
+            forget_sources(peers, lambda _endpoint: True)
+            return
+        try:
+            if self._source_checker is None:
+                self._source_checker = SourceChecker()
+            checker = self._source_checker
+            checker.refresh()
+            verdicts: dict[tuple[str, bytes], bool] = {}
+
+            def stale(endpoint: tuple) -> bool:
+                key = (endpoint[0], endpoint[2])
+                verdict = verdicts.get(key)
+                if verdict is None:
+                    local, arrived_on = source_address(endpoint[2])
+                    verdict = verdicts[key] = not checker.still_valid(endpoint[0], local,
+                                                                       arrived_on)
+                return verdict
+
+            forgotten = forget_sources(peers, stale)
+        except Exception:
+            # cannot ask the routing table: forgetting is safe (routing's choice until the
+            # peer's next packet), keeping a dead source is not
+            log.exception("checking the cached source addresses failed; forgetting them")
+            forgotten = forget_sources(peers, lambda _endpoint: True)
+        if forgotten:
+            log.debug("forgot %d cached source address(es) after a route change", forgotten)
+
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -228,7 +294,12 @@ class DeviceLoop:
         if device.to_network:
             datagrams = device.to_network
             device.to_network = []
-            self.net.send_batch(datagrams)
+            net = self.net
+            net.send_batch(datagrams)
+            if net.stale_sources:  # a source address left the host: sent without, forget it
+                stale = net.stale_sources
+                forget_sources(device.peers.values(), lambda endpoint: endpoint[2] in stale)
+                stale.clear()
         if device.to_tun:
             packets = device.to_tun
             device.to_tun = []
@@ -301,7 +372,8 @@ class DeviceLoop:
             self.device.mtu = mtu
 
     def _housekeeping(self) -> None:
-        self._follow_mtu()
+        if self._route_events is None:
+            self._follow_mtu()
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
         # wall clock when it is set
         self.device.wall_offset = self.wall_clock() - self.clock()
@@ -330,6 +402,12 @@ class DeviceLoop:
             callback()
 
     def close(self) -> None:
+        if self._route_events is not None:
+            self._route_events.close()
+            self._route_events = None
+        if self._source_checker is not None:
+            self._source_checker.close()
+            self._source_checker = None
         self._epoll.close()
         self._handlers.clear()
         if self._signal_socks is not None:
