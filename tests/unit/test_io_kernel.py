@@ -331,3 +331,49 @@ def test_udp_replies_come_from_the_address_the_peer_sent_to() -> None:
             _sticky_source_round(gro, "fd00:7::1", "fd00:7::2")
 
     in_new_netns(body)
+
+
+def test_route_events_and_source_checks_against_the_kernel() -> None:
+    from wgpy.io.loop import _source_still_valid
+    from wgpy.io.rtnl import RouteEvents, SourceChecker
+
+    def body() -> None:
+        subprocess.run(["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                       check=True)
+        for command in (["ip", "link", "set", "va", "up"], ["ip", "link", "set", "vb", "up"],
+                        ["ip", "addr", "add", "10.8.0.1/24", "dev", "va"],
+                        ["ip", "addr", "add", "fd00:8::1/64", "dev", "va", "nodad"]):
+            subprocess.run(command, check=True)
+        va, vb = socket.if_nametoindex("va"), socket.if_nametoindex("vb")
+        events = RouteEvents(va)
+        subprocess.run(["ip", "link", "set", "va", "mtu", "1300"], check=True)
+        subprocess.run(["ip", "link", "set", "vb", "mtu", "1280"], check=True)
+        wait_readable(events.fileno())
+        changes = events.read()
+        assert changes.mtu == 1300 and not changes.addresses_or_routes
+        subprocess.run(["ip", "addr", "add", "10.8.0.5/24", "dev", "va"], check=True)
+        wait_readable(events.fileno())
+        assert events.read().addresses_or_routes
+        events.close()
+
+        def v4(ifindex: int, address: str) -> bytes:
+            packed = socket.inet_aton(address)
+            return struct.pack("i", ifindex) + packed + packed
+
+        def v6(address: str) -> bytes:
+            return socket.inet_pton(socket.AF_INET6, address) + bytes(4)
+
+        checker = SourceChecker()
+        checker.refresh()
+        assert _source_still_valid(checker, "10.8.0.2", v4(va, "10.8.0.1"))
+        assert _source_still_valid(checker, "10.8.0.2", v4(va, "10.8.0.5"))
+        assert not _source_still_valid(checker, "10.8.0.2", v4(va, "10.8.0.9"))  # not ours
+        assert not _source_still_valid(checker, "10.8.0.2", v4(vb, "10.8.0.1"))  # route moved
+        assert _source_still_valid(checker, "fd00:8::2", v6("fd00:8::1"))
+        assert not _source_still_valid(checker, "fd00:8::2", v6("fd00:8::9"))
+        subprocess.run(["ip", "addr", "del", "10.8.0.1/24", "dev", "va"], check=True)
+        checker.refresh()
+        assert not _source_still_valid(checker, "10.8.0.2", v4(va, "10.8.0.1"))
+        checker.close()
+
+    in_new_netns(body)

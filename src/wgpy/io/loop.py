@@ -38,7 +38,7 @@ from wgpy.control.model import Endpoint
 from wgpy.core.peer import forget_sources
 from wgpy.io.rtnl import RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone
-from wgpy.io.udp import source_address
+from wgpy.io.udp import IN_PKTINFO_SIZE, source_address
 
 log = logging.getLogger("wgpy.io.loop")
 
@@ -221,9 +221,7 @@ class DeviceLoop:
                 key = (endpoint[0], endpoint[2])
                 verdict = verdicts.get(key)
                 if verdict is None:
-                    local, arrived_on = source_address(endpoint[2])
-                    verdict = verdicts[key] = not checker.still_valid(endpoint[0], local,
-                                                                       arrived_on)
+                    verdict = verdicts[key] = not _source_still_valid(checker, *key)
                 return verdict
 
             forgotten = forget_sources(peers, stale)
@@ -415,6 +413,23 @@ class DeviceLoop:
             for s in self._signal_socks:
                 s.close()
             self._signal_socks = None
+
+
+def _source_still_valid(checker: SourceChecker, remote: str, source: bytes) -> bool:
+    """The kernel's checks in send4/send6 (rtnl.py): the source address is still local, and for
+    IPv4 the route to the peer from it leaves through the interface the peer's packet came in on
+    (a better route elsewhere means routing's choice again)."""
+    if not checker.still_valid(source):
+        return False
+    if len(source) != IN_PKTINFO_SIZE:
+        return True
+    arrived_on = source_address(source)[1]
+    try:
+        remote_packed = socket.inet_aton(remote)
+    except OSError:
+        return True  # (an IPv4 pktinfo always comes with an IPv4 peer)
+    device = checker.route_device(remote_packed, source[4:8])
+    return device is not None and (not arrived_on or device == arrived_on)
 
 
 def _feed(batch_entry: Callable[[Any, float], None], items: list, now: float, what: str) -> None:

@@ -34,11 +34,18 @@ RTM_NEWLINK = 16
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 IFLA_MTU = 4
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTM_GETADDR, RTM_GETROUTE = 22, 26
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_SRC, RTA_OIF = 1, 2, 4
 
 _nlmsghdr = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _ifinfomsg = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _rtattr = struct.Struct("=HH")  # length, type
 _u32 = struct.Struct("=I")
+_ifaddrmsg = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
+_rtmsg = struct.Struct("=BBBBBBBBI")  # family, dst/src length, tos, table, protocol, scope, type
 _ADDRESS_OR_ROUTE = frozenset((RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE))
 
 
@@ -126,38 +133,88 @@ class RouteEvents:
 
 class SourceChecker:
     """Is a cached source still one the kernel would send from? Asked per endpoint when
-    addresses or routes changed, through pyroute2 (route lookups, the host's addresses)."""
+    addresses or routes changed, over a netlink socket of its own (synchronous requests: an
+    address dump, a route lookup per distinct endpoint, each answered in microseconds)."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute  # the daemon's own namespace
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  NETLINK_ROUTE)
+        self.sock.settimeout(1.0)  # the kernel answers at once; never hang the loop on it
+        self.sock.bind((0, 0))
+        self._sequence = 0
+        self._local: set[bytes] = set()
 
-        self._ipr = IPRoute()
-        self._local: set[str] = set()
+    def _request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
+        """Send one request; the answer's (type, body) messages up to the end of a dump or the
+        one reply. An error reply comes back as (NLMSG_ERROR, its body)."""
+        self._sequence += 1
+        sequence = self._sequence
+        self.sock.send(_nlmsghdr.pack(_nlmsghdr.size + len(body), kind, NLM_F_REQUEST | flags,
+                                      sequence, 0) + body)
+        answer: list[tuple[int, bytes]] = []
+        while True:
+            buffer = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + _nlmsghdr.size <= len(buffer):
+                length, kind, _flags, seq, _pid = _nlmsghdr.unpack_from(buffer, offset)
+                if length < _nlmsghdr.size or offset + length > len(buffer):
+                    break
+                body_of = buffer[offset + _nlmsghdr.size : offset + length]
+                offset += _align(length)
+                if seq != sequence:
+                    continue  # an answer to an earlier request that timed out
+                if kind == NLMSG_DONE:
+                    return answer
+                answer.append((kind, body_of))
+                if kind == NLMSG_ERROR or not flags & NLM_F_DUMP:
+                    return answer
 
     def refresh(self) -> None:
         """Read the host's addresses once per round of checks."""
-        self._local = {
-            str(message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS"))
-            for message in self._ipr.get_addr()
-        }
+        local = set()
+        for kind, body in self._request(RTM_GETADDR, NLM_F_DUMP, bytes(_ifaddrmsg.size)):
+            if kind != RTM_NEWADDR:
+                continue
+            for attribute, value in _attributes(body, _ifaddrmsg.size):
+                if attribute in (IFA_ADDRESS, IFA_LOCAL):
+                    local.add(value)
+        self._local = local
 
-    def still_valid(self, remote: str, local: str, arrived_on: int) -> bool:
-        """The kernel's test in send4/send6: the source is a local address; for IPv4 also the
-        route to the peer from that source leaves through the interface the peer's packet
-        arrived on."""
-        if local not in self._local:
-            return False
-        if ":" in local:
-            return True
-        try:
-            routes = self._ipr.route("get", dst=remote.split("%", 1)[0], src=local)
-        except Exception:  # noqa: BLE001 -- pyroute2's NetlinkError: no route from there
-            return False
-        for route in routes:
-            oif = route.get_attr("RTA_OIF")
-            if oif is not None and arrived_on and oif != arrived_on:
-                return False
-        return True
+    def still_valid(self, source: bytes) -> bool:
+        """The kernel's test in send4/send6 for a received in_pktinfo / in6_pktinfo: the address
+        is still local; for IPv4 also a route from it to the peer (`remote`) leaves through the
+        interface the peer's packet arrived on (asked with `route_device`)."""
+        if len(source) == 12:
+            return source[4:8] in self._local
+        return source[:16] in self._local
+
+    def route_device(self, remote: bytes, source: bytes) -> int | None:
+        """The output interface of the route to `remote` from `source` (packed IPv4 addresses),
+        None if there is none (the kernel refuses a source that is not local: EINVAL)."""
+        body = _rtmsg.pack(socket.AF_INET, 32, 32, 0, 0, 0, 0, 0, 0)
+        body += _attribute(RTA_DST, remote) + _attribute(RTA_SRC, source)
+        for kind, answer in self._request(RTM_GETROUTE, 0, body):
+            if kind == RTM_NEWROUTE:
+                for attribute, value in _attributes(answer, _rtmsg.size):
+                    if attribute == RTA_OIF and len(value) == 4:
+                        return _u32.unpack(value)[0]
+        return None
 
     def close(self) -> None:
-        self._ipr.close()
+        self.sock.close()
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    raw = _rtattr.pack(_rtattr.size + len(value), kind) + value
+    return raw + bytes(-len(raw) % 4)
+
+
+def _attributes(body: bytes, offset: int) -> list[tuple[int, bytes]]:
+    found = []
+    while offset + _rtattr.size <= len(body):
+        length, kind = _rtattr.unpack_from(body, offset)
+        if length < _rtattr.size or offset + length > len(body):
+            break
+        found.append((kind, body[offset + _rtattr.size : offset + length]))
+        offset += _align(length)
+    return found

@@ -1,0 +1,101 @@
+"""The netlink event parser of io/rtnl.py (kernel input, still parsed defensively) and what the
+loop does with its findings."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wgpy.core.peer import Peer
+from wgpy.io import rtnl
+from wgpy.io.rtnl import Changes, parse_messages
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(value), kind) + value
+    return raw + bytes(-len(raw) % 4)
+
+
+def message(kind: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def newlink(ifindex: int, mtu: int | None) -> bytes:
+    body = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0)
+    body += attribute(3, b"wg0\0")  # IFLA_IFNAME before the MTU
+    if mtu is not None:
+        body += attribute(rtnl.IFLA_MTU, struct.pack("=I", mtu))
+    return message(rtnl.RTM_NEWLINK, body)
+
+
+def test_our_link_gives_its_mtu_others_are_ignored() -> None:
+    changes = Changes()
+    parse_messages(newlink(9, 1500) + newlink(7, 1300) + newlink(7, None), 7, changes)
+    assert changes.mtu == 1300 and not changes.addresses_or_routes
+
+
+def test_address_and_route_messages_say_so() -> None:
+    for kind in (rtnl.RTM_NEWADDR, rtnl.RTM_DELADDR, rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
+        changes = Changes()
+        parse_messages(message(kind, bytes(12)), 7, changes)
+        assert changes.addresses_or_routes and changes.mtu is None
+
+
+def test_truncated_messages_end_the_parse() -> None:
+    whole = newlink(7, 1300)
+    for cut in range(len(whole)):
+        changes = Changes()
+        parse_messages(whole[:cut], 7, changes)
+        assert changes.mtu is None
+    # a message claiming more than the buffer holds, or less than a header
+    changes = Changes()
+    parse_messages(struct.pack("=IHHII", 4, rtnl.RTM_NEWLINK, 0, 0, 0) + whole, 7, changes)
+    assert changes.mtu is None
+
+
+@given(st.binary(max_size=200), st.integers(0, 20))
+def test_any_bytes_parse_without_raising(buffer: bytes, ifindex: int) -> None:
+    parse_messages(buffer, ifindex, Changes())
+
+
+def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
+    """After a flush, the sources UdpBind reported stale are dropped from the core's peers."""
+    import collections
+
+    from wgpy.io.loop import DeviceLoop
+    from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+
+    class Device:
+        def __init__(self) -> None:
+            self.peers: dict[bytes, Peer] = {}
+            self.to_network: list = []
+            self.to_tun: list = []
+            self.drops: collections.Counter = collections.Counter()
+            self.mtu = 1420
+
+    device = Device()
+    kept, gone = Peer(b"k" * 32), Peer(b"g" * 32)
+    kept.endpoint = ("192.0.2.7", 1, b"source-kept")
+    gone.endpoint = ("192.0.2.8", 1, b"source-gone")
+    device.peers = {kept.public_key: kept, gone.public_key: gone}
+    udp = MemoryUdp(MemoryNetwork(), "192.0.2.1")
+    udp.open(51820)
+    sent = udp.send_batch
+
+    def send_batch(datagrams):
+        sent(datagrams)
+        udp.stale_sources.add(b"source-gone")
+
+    udp.send_batch = send_batch  # type: ignore[method-assign]
+    loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0)
+    try:
+        assert udp.drops is device.drops  # SEND_BUFFER_FULL lands in the core's counter
+        device.to_network.append((b"x", gone.endpoint))
+        loop.flush()
+        assert gone.endpoint == ("192.0.2.8", 1)
+        assert kept.endpoint == ("192.0.2.7", 1, b"source-kept")
+        assert udp.stale_sources == set()
+    finally:
+        loop.close()
