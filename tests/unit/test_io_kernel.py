@@ -377,3 +377,43 @@ def test_route_events_and_source_checks_against_the_kernel() -> None:
         checker.close()
 
     in_new_netns(body)
+
+
+def test_udp_send_to_a_full_buffer_drops_and_counts_instead_of_blocking() -> None:
+    """A qdisc that holds every datagram (tbf at 8 kbit/s) fills the socket's send buffer; the
+    next sends must come back at once, counted as SEND_BUFFER_FULL. (A blocking send would wait
+    minutes here: the alarm turns that into a failure.)"""
+    import signal
+
+    from wgpy.errors import DropReason
+
+    def body() -> None:
+        for command in (["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                        ["ip", "link", "set", "va", "up"], ["ip", "link", "set", "vb", "up"],
+                        ["ip", "addr", "add", "10.8.0.1/24", "dev", "va"],
+                        ["ip", "neigh", "add", "10.8.0.2", "lladdr", "02:00:00:00:00:02",
+                         "dev", "va"],
+                        ["tc", "qdisc", "add", "dev", "va", "root", "tbf", "rate", "8kbit",
+                         "burst", "1600", "limit", "100000000"]):
+            subprocess.run(command, check=True)
+        bind = udp.UdpBind(want_gso=True)
+        bind.open(0)
+        bind.sock4.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+
+        def blocked(_signum: int, _frame: object) -> None:
+            raise AssertionError("a UDP send blocked the loop")
+
+        signal.signal(signal.SIGALRM, blocked)
+        signal.alarm(10)
+        try:
+            for _ in range(20):
+                bind.send(b"x" * 1000, ("10.8.0.2", 9))
+            bind.send_batch([(b"y" * 1000, ("10.8.0.2", 9))] * 20)  # a GSO run when available
+        finally:
+            signal.alarm(0)
+        dropped = bind.drops[DropReason.SEND_BUFFER_FULL]
+        assert 20 <= dropped < 40, dropped
+        assert bind.send_errors == 0
+        bind.close()
+
+    in_new_netns(body)
