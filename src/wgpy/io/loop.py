@@ -17,6 +17,10 @@ The loop waits on `select.epoll` itself rather than through `selectors`: a wake-
 packet (ping) costs a few microseconds less without the selector's key objects and mask
 translation, and the hot file descriptors dispatch straight to a bound method.
 
+The netlink socket of rtnl.py (when the daemon asks for it, `watch_route_events`) brings link,
+address and route changes: the TUN's MTU is followed the moment it changes, and the peers' cached
+source addresses (udp.py) are re-checked.
+
 Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
 `add_reader`/`set_events` (`selectors.EVENT_READ`/`EVENT_WRITE` masks, as before).
 """
@@ -38,7 +42,6 @@ from wgpy.control.model import Endpoint
 from wgpy.core.peer import forget_sources
 from wgpy.io.rtnl import RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone
-from wgpy.io.udp import IN_PKTINFO_SIZE, source_address
 
 log = logging.getLogger("wgpy.io.loop")
 
@@ -221,7 +224,7 @@ class DeviceLoop:
                 key = (endpoint[0], endpoint[2])
                 verdict = verdicts.get(key)
                 if verdict is None:
-                    verdict = verdicts[key] = not _source_still_valid(checker, *key)
+                    verdict = verdicts[key] = not checker.still_valid(*key)
                 return verdict
 
             forgotten = forget_sources(peers, stale)
@@ -413,23 +416,6 @@ class DeviceLoop:
             for s in self._signal_socks:
                 s.close()
             self._signal_socks = None
-
-
-def _source_still_valid(checker: SourceChecker, remote: str, source: bytes) -> bool:
-    """The kernel's checks in send4/send6 (rtnl.py): the source address is still local, and for
-    IPv4 the route to the peer from it leaves through the interface the peer's packet came in on
-    (a better route elsewhere means routing's choice again)."""
-    if not checker.still_valid(source):
-        return False
-    if len(source) != IN_PKTINFO_SIZE:
-        return True
-    arrived_on = source_address(source)[1]
-    try:
-        remote_packed = socket.inet_aton(remote)
-    except OSError:
-        return True  # (an IPv4 pktinfo always comes with an IPv4 peer)
-    device = checker.route_device(remote_packed, source[4:8])
-    return device is not None and (not arrived_on or device == arrived_on)
 
 
 def _feed(batch_entry: Callable[[Any, float], None], items: list, now: float, what: str) -> None:

@@ -44,6 +44,8 @@ _nlmsghdr = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _ifinfomsg = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _rtattr = struct.Struct("=HH")  # length, type
 _u32 = struct.Struct("=I")
+_int = struct.Struct("=i")
+_IN_PKTINFO_SIZE = 12  # ipi_ifindex, ipi_spec_dst, ipi_addr (io/udp.py)
 _ifaddrmsg = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 _rtmsg = struct.Struct("=BBBBBBBBI")  # family, dst/src length, tos, table, protocol, scope, type
 _ADDRESS_OR_ROUTE = frozenset((RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE))
@@ -180,13 +182,22 @@ class SourceChecker:
                     local.add(value)
         self._local = local
 
-    def still_valid(self, source: bytes) -> bool:
-        """The kernel's test in send4/send6 for a received in_pktinfo / in6_pktinfo: the address
-        is still local; for IPv4 also a route from it to the peer (`remote`) leaves through the
-        interface the peer's packet arrived on (asked with `route_device`)."""
-        if len(source) == 12:
-            return source[4:8] in self._local
-        return source[:16] in self._local
+    def still_valid(self, remote: str, source: bytes) -> bool:
+        """The kernel's test in send4/send6 for a peer at `remote` and a source received as an
+        in_pktinfo / in6_pktinfo: the address is still local; for IPv4 also the route to the peer
+        from it leaves through the interface the peer's packet arrived on (a better route
+        through another interface means the routing's choice again)."""
+        if len(source) != _IN_PKTINFO_SIZE:
+            return source[:16] in self._local
+        if source[4:8] not in self._local:
+            return False
+        arrived_on = _int.unpack_from(source)[0]
+        try:
+            remote_packed = socket.inet_aton(remote)
+        except OSError:
+            return True  # (an IPv4 pktinfo always comes with an IPv4 peer)
+        device = self.route_device(remote_packed, source[4:8])
+        return device is not None and (not arrived_on or device == arrived_on)
 
     def route_device(self, remote: bytes, source: bytes) -> int | None:
         """The output interface of the route to `remote` from `source` (packed IPv4 addresses),
