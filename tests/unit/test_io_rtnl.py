@@ -99,3 +99,62 @@ def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
         assert udp.stale_sources == set()
     finally:
         loop.close()
+
+
+def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_invalid(
+        monkeypatch) -> None:
+    import collections
+
+    from wgpy.io import loop as loop_module
+    from wgpy.io.loop import DeviceLoop
+    from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+
+    class Checker:
+        def __init__(self) -> None:
+            self.asked: list[tuple] = []
+            self.refreshed = 0
+
+        def refresh(self) -> None:
+            self.refreshed += 1
+
+        def still_valid(self, remote: str, source: bytes, check_route: bool) -> bool:
+            self.asked.append((remote, source, check_route))
+            return source != b"gone"
+
+        def close(self) -> None:
+            pass
+
+    class Device:
+        def __init__(self) -> None:
+            self.peers: dict[bytes, Peer] = {}
+            self.to_network: list = []
+            self.to_tun: list = []
+            self.drops: collections.Counter = collections.Counter()
+            self.mtu = 1420
+
+    device = Device()
+    peers = [Peer(bytes([i]) * 32) for i in range(4)]
+    peers[0].endpoint = ("192.0.2.1", 1, b"kept")
+    peers[1].endpoint = ("192.0.2.1", 1, b"kept")  # the same endpoint: asked once
+    peers[2].endpoint = ("192.0.2.2", 1, b"gone")
+    peers[3].endpoint = ("192.0.2.3", 1)  # no source: nothing to ask
+    device.peers = {p.public_key: p for p in peers}
+    udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
+    udp.open(51820)
+    loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0)
+    checker = Checker()
+    loop._source_checker = checker  # type: ignore[assignment]
+    try:
+        loop._recheck_sources()
+        assert checker.refreshed == 1
+        assert sorted(checker.asked) == [("192.0.2.1", b"kept", True),
+                                         ("192.0.2.2", b"gone", True)]
+        assert [p.endpoint for p in peers] == [("192.0.2.1", 1, b"kept")] * 2 + [
+            ("192.0.2.2", 1), ("192.0.2.3", 1)]
+        # more cached sources than route lookups allowed: addresses only
+        monkeypatch.setattr(loop_module, "SOURCE_ROUTE_CHECKS_MAX", 1)
+        checker.asked.clear()
+        loop._recheck_sources()
+        assert checker.asked == [("192.0.2.1", b"kept", False)]
+    finally:
+        loop.close()

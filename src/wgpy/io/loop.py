@@ -50,9 +50,10 @@ log = logging.getLogger("wgpy.io.loop")
 # no better than 128; paced UDP the same within noise.
 BATCH = 128
 HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow checks
-# Cached sources checked one by one against the routing table after an address or route change;
-# with more, they are all forgotten (each is learnt again from the peer's next packet).
-SOURCE_CHECKS_MAX = 256
+# After an address or route change every cached source is checked against the host's addresses
+# (one dump), and up to this many also with a route lookup each (~40 us): a larger device only
+# notices a route that moved to another interface by the peer's next packet.
+SOURCE_ROUTE_CHECKS_MAX = 1024
 
 
 class TunLike(Protocol):
@@ -210,9 +211,7 @@ class DeviceLoop:
         cached = sum(1 for p in peers if p.endpoint is not None and len(p.endpoint) > 2)
         if not cached:
             return
-        if cached > SOURCE_CHECKS_MAX:
-            forget_sources(peers, lambda _endpoint: True)
-            return
+        check_routes = cached <= SOURCE_ROUTE_CHECKS_MAX
         try:
             if self._source_checker is None:
                 self._source_checker = SourceChecker()
@@ -224,7 +223,7 @@ class DeviceLoop:
                 key = (endpoint[0], endpoint[2])
                 verdict = verdicts.get(key)
                 if verdict is None:
-                    verdict = verdicts[key] = not checker.still_valid(*key)
+                    verdict = verdicts[key] = not checker.still_valid(*key, check_routes)
                 return verdict
 
             forgotten = forget_sources(peers, stale)

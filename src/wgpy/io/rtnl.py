@@ -182,15 +182,17 @@ class SourceChecker:
                     local.add(value)
         self._local = local
 
-    def still_valid(self, remote: str, source: bytes) -> bool:
+    def still_valid(self, remote: str, source: bytes, check_route: bool = True) -> bool:
         """The kernel's test in send4/send6 for a peer at `remote` and a source received as an
-        in_pktinfo / in6_pktinfo: the address is still local; for IPv4 also the route to the peer
-        from it leaves through the interface the peer's packet arrived on (a better route
-        through another interface means the routing's choice again)."""
+        in_pktinfo / in6_pktinfo: the address is still local; for IPv4 also (`check_route`) the
+        route to the peer from it leaves through the interface the peer's packet arrived on (a
+        better route through another interface means the routing's choice again)."""
         if len(source) != _IN_PKTINFO_SIZE:
             return source[:16] in self._local
         if source[4:8] not in self._local:
             return False
+        if not check_route:
+            return True
         arrived_on = _int.unpack_from(source)[0]
         try:
             remote_packed = socket.inet_aton(remote)
