@@ -1,6 +1,6 @@
 """Helpers for the operator-tool e2e tests: a WireGuard server in a namespace built from a
 wg-quick config file (userspace implementation + `wg setconf` of the stripped config, addresses,
-link up), and running `python -m wgpy.ops.commands` inside a namespace."""
+link up), and running the real `wgpy` entry point (`python -m wgpy.cli.wg`) inside a namespace."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def start_server(topo: Topology, ns: Netns, implementation: str, ifname: str,
 
 def ops(ns: Netns, *args: str | Path, check: bool = False,
         timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m wgpy.ops.commands ARGS` inside ns."""
-    return ns.run([sys.executable, "-m", "wgpy.ops.commands", *map(str, args)],
+    """`wgpy ARGS` inside ns, through the real entry point (`python -m wgpy.cli.wg`, what the
+    `wgpy` console script runs), so the dispatch into the operator commands is tested too."""
+    return ns.run([sys.executable, "-m", "wgpy.cli.wg", *map(str, args)],
                   check=check, timeout=timeout)
 
 

@@ -7,6 +7,7 @@ against itself and against wireguard-go, in network namespaces made by the test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import textwrap
@@ -453,6 +454,10 @@ def test_link_down_drops_packets_and_up_resumes(topo: Topology) -> None:
     result = end_a.ns.run(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", end_b.ip4],
                           check=False)
     assert result.returncode != 0
+    # each refused write is a counted drop, as an operator sees it
+    shown = end_b.ns.run(["wgpy", "show", end_b.ifname, "--json"]).stdout
+    drops = json.loads(shown)["interfaces"][0]["drops"]
+    assert drops.get("tun_write_failed", 0) >= 2, drops
     end_b.ns.run(["ip", "link", "set", end_b.ifname, "up"])
     end_b.ns.run(["ip", "route", "replace", "10.77.0.0/24", "dev", end_b.ifname])
     end_a.ns.ping(end_b.ip4)

@@ -118,7 +118,7 @@ FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], t
 def scrape_exporter(topo: Topology, ns: Netns, ifname: str, config: Path) -> str:
     """Run `exporter` on the namespace's loopback and fetch /metrics once."""
     port = 9586
-    ns.popen([sys.executable, "-m", "wgpy.ops.commands", "exporter", "--listen",
+    ns.popen([sys.executable, "-m", "wgpy.cli.wg", "exporter", "--listen",
               f"127.0.0.1:{port}", "--interface", ifname, "--config-dir", str(config.parent)])
     body = ""
 
