@@ -158,3 +158,34 @@ def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_in
         assert checker.asked == [("192.0.2.1", b"kept", False)]
     finally:
         loop.close()
+
+
+def test_an_mtu_set_before_the_loop_subscribes_is_followed() -> None:
+    """wgpy-quick / the selftest set the MTU right after the daemon made its TUN, possibly
+    before the daemon subscribed to link events: that change brings no event, so the loop
+    reads the MTU once when it subscribes (before, the daemon kept padding for 1420 behind a
+    1340 interface: TestWgThroughWg's tcp_v6 saw its 1376-byte GSO runs refused, EMSGSIZE)."""
+    import collections
+
+    from wgpy.io.loop import DeviceLoop
+    from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+
+    class Device:
+        def __init__(self) -> None:
+            self.peers: dict[bytes, Peer] = {}
+            self.to_network: list = []
+            self.to_tun: list = []
+            self.drops: collections.Counter = collections.Counter()
+            self.mtu = 1420
+
+    device = Device()
+    tun = MemoryTun()
+    udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
+    udp.open(51820)
+    loop = DeviceLoop(device, tun, udp, clock=lambda: 1000.0)
+    try:
+        tun.mtu = 1340  # `ip link set mtu 1340` before the loop's netlink socket exists
+        loop.watch_route_events(0x7FFFFFF0)  # (no such interface: no event will come)
+        assert device.mtu == 1340
+    finally:
+        loop.close()

@@ -205,6 +205,10 @@ class DeviceLoop:
         once per housekeeping round."""
         self._route_events = RouteEvents(ifindex)
         self.add_reader(self._route_events, self._on_route_events)
+        # a change made between the TUN's creation and this subscription (wgpy-quick sets the
+        # MTU right after starting us) brought no event: read the MTU once, now that no later
+        # change can be missed
+        self._follow_mtu()
 
     def _on_route_events(self) -> None:
         events = self._route_events
