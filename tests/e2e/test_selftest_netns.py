@@ -80,10 +80,6 @@ KNOWN_FAILURES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "test_private_key_stored_clamped": (
             (0,), (f"{ISSUE_13}: wgpy stores the private key as given; `wg show private-key` "
                   "prints it unclamped")),
-        "test_mtu_followed_after_interface_moved": (
-            (0, 1), ("not in #13: wgpy reads the MTU by the interface's name in its own "
-                     "namespace (SIOCGIFMTU), which fails (ENODEV) once the interface was moved "
-                     "into another namespace: it pads for the MTU it started with, for good")),
     },
     # Debian's wireguard-go 0.0.20220316, for runs against it
     "wireguard-go": {

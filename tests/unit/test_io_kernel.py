@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import subprocess
+import time
 import traceback
 from collections.abc import Callable
 
@@ -383,6 +384,84 @@ def test_route_events_and_source_checks_against_the_kernel() -> None:
         checker.refresh()
         assert not checker.still_valid("10.8.0.2", v4(va, "10.8.0.1"))
         checker.close()
+
+    in_new_netns(body)
+
+
+def test_the_mtu_is_followed_after_the_interface_moved_to_another_namespace() -> None:
+    """netns.sh's setup: the daemon stays in its namespace, its interface moves to another.
+    The loop's link socket sees it leave (RTM_DELLINK), is re-made where it went, and follows
+    the MTU there; current_mtu (the fallback poll) asks there too. Before, both asked the
+    daemon's own namespace (SIOCGIFMTU by name: ENODEV) and the MTU stayed 1420 for good."""
+    import collections
+
+    from wgpy.io.loop import DeviceLoop
+    from wgpy.io.memory import MemoryNetwork, MemoryUdp
+
+    class Device:
+        def __init__(self) -> None:
+            self.peers: dict = {}
+            self.to_network: list = []
+            self.to_tun: list = []
+            self.drops: collections.Counter = collections.Counter()
+            self.mtu = 1420
+
+    def body() -> None:
+        other = f"wgpy-unit-moved-{os.getpid()}"
+        tun = TunDevice.create("wgmv0", 1420)
+        device = Device()
+        udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
+        udp.open(51820)
+        loop = DeviceLoop(device, tun, udp, clock=lambda: 1000.0)
+        subprocess.run(["ip", "netns", "add", other], check=True)
+        try:
+            loop.watch_route_events()
+            subprocess.run(["ip", "link", "set", "wgmv0", "mtu", "1400"], check=True)
+            loop.run_once(0.5)
+            assert device.mtu == 1400
+            subprocess.run(["ip", "link", "set", "wgmv0", "netns", other], check=True)
+            loop.run_once(0.5)  # the link left: its socket is re-made in `other`
+            assert tun.current_mtu() == 1400
+            for mtu in (1300, 1380):
+                subprocess.run(["ip", "-n", other, "link", "set", "wgmv0", "mtu", str(mtu)],
+                               check=True)
+                for _ in range(10):
+                    loop.run_once(0.2)
+                    if device.mtu == mtu:
+                        break
+                assert device.mtu == mtu
+                assert tun.current_mtu() == mtu
+            # and back again: the link's index may change with each move
+            subprocess.run(["ip", "-n", other, "link", "set", "wgmv0", "netns",
+                            str(os.getpid())], check=True)
+            loop.run_once(0.5)
+            subprocess.run(["ip", "link", "set", "wgmv0", "mtu", "1320"], check=True)
+            for _ in range(10):
+                loop.run_once(0.2)
+                if device.mtu == 1320:
+                    break
+            assert device.mtu == 1320
+            # watching it there must not keep that namespace alive: deleted, it takes the
+            # interface with it (a socket made inside it would hold it, and the daemon would
+            # never learn its interface is gone)
+            subprocess.run(["ip", "link", "set", "wgmv0", "netns", other], check=True)
+            loop.run_once(0.5)
+            subprocess.run(["ip", "netns", "del", other], check=True)
+            deadline = time.monotonic() + 10  # (the kernel cleans a namespace up later)
+            while time.monotonic() < deadline:
+                loop.run_once(0.1)
+                time.sleep(0.05)
+                try:
+                    os.close(tun.netns_fd())  # (an open fd would hold the namespace too)
+                except OSError as e:
+                    assert e.errno == errno.EBADFD
+                    break
+            else:
+                raise AssertionError("the interface outlived its deleted namespace")
+        finally:
+            loop.close()
+            tun.close()
+            subprocess.run(["ip", "netns", "del", other], check=False, capture_output=True)
 
     in_new_netns(body)
 

@@ -36,6 +36,29 @@ def test_our_link_gives_its_mtu_others_are_ignored() -> None:
     assert changes.mtu == 1300 and not changes.addresses_or_routes
 
 
+def test_our_link_leaving_says_so_others_do_not() -> None:
+    """RTM_DELLINK reaches the namespace a link leaves, deleted or moved away."""
+    def dellink(ifindex: int) -> bytes:
+        return message(rtnl.RTM_DELLINK, struct.pack("=BxHiII", 0, 0, ifindex, 0, 0))
+
+    changes = Changes()
+    parse_messages(dellink(9), 7, changes)
+    assert not changes.link_left
+    parse_messages(dellink(7), 7, changes)
+    assert changes.link_left and changes.mtu is None
+    changes = Changes()
+    parse_messages(dellink(7)[:-1], 7, changes)  # truncated
+    assert not changes.link_left
+
+
+def test_the_namespace_of_a_message_is_read_from_its_cmsg() -> None:
+    nsid = rtnl.SOL_NETLINK, rtnl.NETLINK_LISTEN_ALL_NSID
+    assert rtnl.message_nsid([]) is None  # our own namespace
+    assert rtnl.message_nsid([(*nsid, struct.pack("=i", -1))]) is None  # ours, no id
+    assert rtnl.message_nsid([(*nsid, struct.pack("=i", 3))]) == 3
+    assert rtnl.message_nsid([(*nsid, b"\x03")]) is None  # truncated: not a namespace id
+
+
 def test_address_and_route_messages_say_so() -> None:
     for kind in (rtnl.RTM_NEWADDR, rtnl.RTM_DELADDR, rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
         changes = Changes()
@@ -185,7 +208,7 @@ def test_an_mtu_set_before_the_loop_subscribes_is_followed() -> None:
     loop = DeviceLoop(device, tun, udp, clock=lambda: 1000.0)
     try:
         tun.mtu = 1340  # `ip link set mtu 1340` before the loop's netlink socket exists
-        loop.watch_route_events(0x7FFFFFF0)  # (no such interface: no event will come)
+        loop.watch_route_events()  # (a MemoryTun has no link events: none will come)
         assert device.mtu == 1340
     finally:
         loop.close()

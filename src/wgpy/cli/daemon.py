@@ -203,7 +203,7 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
         return EXIT_SETUP_FAILED
     loop = DeviceLoop(device, tun, net, clock=time.monotonic)
     try:
-        loop.watch_route_events(socket.if_nametoindex(tun.name))
+        loop.watch_route_events()
     except OSError as e:
         log.warning("Cannot follow link and route changes (%s); polling the MTU", e.strerror)
     handler = DeviceUapi(device, loop, time.monotonic, after_set=loop.flush)

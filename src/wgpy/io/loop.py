@@ -17,9 +17,10 @@ The loop waits on `select.epoll` itself rather than through `selectors`: a wake-
 packet (ping) costs a few microseconds less without the selector's key objects and mask
 translation, and the hot file descriptors dispatch straight to a bound method.
 
-The netlink socket of rtnl.py (when the daemon asks for it, `watch_route_events`) brings link,
-address and route changes: the TUN's MTU is followed the moment it changes, and the peers' cached
-source addresses (udp.py) are re-checked.
+The netlink sockets of rtnl.py (when the daemon asks for them, `watch_route_events`) bring link,
+address and route changes: the TUN's MTU is followed the moment it changes, also after the
+interface was moved to another namespace (its link socket is re-made where it went), and the
+peers' cached source addresses (udp.py) are re-checked.
 
 Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
 `add_reader`/`set_events` (`selectors.EVENT_READ`/`EVENT_WRITE` masks, as before).
@@ -34,6 +35,7 @@ repeats per packet must not become a log line per packet.
 from __future__ import annotations
 
 import collections
+import errno
 import gc
 import logging
 import select
@@ -49,7 +51,7 @@ from wgpy.control.model import Endpoint
 from wgpy.core.peer import forget_sources
 from wgpy.errors import DropReason
 from wgpy.io.ratelog import RateLimitedLog
-from wgpy.io.rtnl import RouteEvents, SourceChecker
+from wgpy.io.rtnl import ADDRESS_AND_ROUTE_GROUPS, RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone, TunDropped
 
 log = logging.getLogger("wgpy.io.loop")
@@ -121,7 +123,8 @@ class DeviceLoop:
         self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
-        self._route_events: RouteEvents | None = None
+        self._route_events: RouteEvents | None = None  # addresses and routes, our namespace
+        self._link_events: RouteEvents | None = None  # the TUN's link, in its namespace
         self._source_checker: SourceChecker | None = None
         self.faults = RateLimitedLog(log, clock)
         device.wall_offset = wall_clock() - clock()
@@ -199,28 +202,56 @@ class DeviceLoop:
     def set_mark(self, mark: int) -> None:
         self.net.set_mark(mark)
 
-    def watch_route_events(self, ifindex: int) -> None:
-        """Follow the TUN's MTU (interface `ifindex`) and re-check the sticky source addresses
-        the moment links, addresses or routes change (rtnl.py). Without it the MTU is polled
-        once per housekeeping round."""
-        self._route_events = RouteEvents(ifindex)
+    def watch_route_events(self) -> None:
+        """Follow the TUN's MTU and re-check the sticky source addresses the moment links,
+        addresses or routes change (rtnl.py). Without it the MTU is polled once per
+        housekeeping round."""
+        self._route_events = RouteEvents(0, ADDRESS_AND_ROUTE_GROUPS)
         self.add_reader(self._route_events, self._on_route_events)
-        # a change made between the TUN's creation and this subscription (wgpy-quick sets the
-        # MTU right after starting us) brought no event: read the MTU once, now that no later
-        # change can be missed
+        self._watch_link()
+
+    def _watch_link(self) -> None:
+        """(Re)make the TUN's link socket in the namespace the interface is in now, then read
+        its MTU: a change made before (wgpy-quick sets the MTU right after starting us; a move
+        to another namespace) brought no event to this socket, and no later one can be missed."""
+        if self._link_events is not None:
+            self.remove(self._link_events)
+            self._link_events.close()
+            self._link_events = None
+        open_link_events = getattr(self.tun, "link_events", None)
+        if open_link_events is not None:
+            try:
+                self._link_events = open_link_events()
+            except OSError as e:  # (EBADFD: the link was deleted; the TUN reader ends the loop)
+                log.log(logging.DEBUG if e.errno in (errno.EBADFD, errno.ENODEV)
+                        else logging.WARNING,
+                        "Cannot follow the interface's link events (%s); polling its MTU",
+                        e.strerror)
+            else:
+                self.add_reader(self._link_events, self._on_link_events)
         self._follow_mtu()
 
     def _on_route_events(self) -> None:
         events = self._route_events
         assert events is not None
         changes = events.read()
+        if changes.addresses_or_routes or changes.overrun:
+            self._recheck_sources()
+
+    def _on_link_events(self) -> None:
+        events = self._link_events
+        assert events is not None
+        changes = events.read()
+        if changes.link_left or changes.overrun:
+            # moved to another namespace (or deleted), or events were lost (a move among
+            # them?): find the interface where it is now and read its MTU there
+            log.debug("re-reading the interface's namespace and MTU (%s)",
+                      "it left" if changes.link_left else "events lost")
+            self._watch_link()
+            return
         if changes.mtu is not None and changes.mtu != self.device.mtu:
             log.debug("MTU of the interface is now %d", changes.mtu)
             self.device.mtu = changes.mtu
-        if changes.overrun:
-            self._follow_mtu()
-        if changes.addresses_or_routes or changes.overrun:
-            self._recheck_sources()
 
     def _recheck_sources(self) -> None:
         """Forget the cached sources the kernel would no longer send from (rtnl.py)."""
@@ -419,7 +450,7 @@ class DeviceLoop:
             self.device.mtu = mtu
 
     def _housekeeping(self) -> None:
-        if self._route_events is None:
+        if self._link_events is None:
             self._follow_mtu()
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
         # wall clock when it is set
@@ -452,9 +483,10 @@ class DeviceLoop:
                 self._unexpected(callback)
 
     def close(self) -> None:
-        if self._route_events is not None:
-            self._route_events.close()
-            self._route_events = None
+        for events in (self._route_events, self._link_events):
+            if events is not None:
+                events.close()
+        self._route_events = self._link_events = None
         if self._source_checker is not None:
             self._source_checker.close()
             self._source_checker = None
