@@ -249,6 +249,7 @@ class Device:
                 self.events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
             else:
                 timers.handshake_attempts += 1
+                peer.forget_source()  # in case the cached source is why (as the kernel)
                 self._send_initiation(peer, now, retry=True)
         elif timer is Timer.SEND_KEEPALIVE:
             self._send_keepalive(peer, now)
@@ -257,6 +258,7 @@ class Device:
                 self._arm(peer, Timer.SEND_KEEPALIVE, keepalive_deadline(now))
         elif timer is Timer.NEW_HANDSHAKE:
             # we sent data and heard nothing back for KEEPALIVE + REKEY_TIMEOUT
+            peer.forget_source()
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
