@@ -701,6 +701,20 @@ class Device:
         if kind == MESSAGE_COOKIE_REPLY:
             self._receive_cookie_reply(data, now)
             return
+        # A flood's fast path, before any call: a source the cookie-reply limiter refused is
+        # refused until its bucket holds a token again, for cookie-less (zero mac2) messages
+        # while under load (see _refused_before_mac1, which decides the rest).
+        refused_until = self._cookie_refused_until.get(src[0])
+        if (
+            refused_until is not None
+            and now < refused_until
+            and now - self._last_under_load < UNDER_LOAD_LINGER
+            and self.identity is not None
+            and mac2_missing(data)
+        ):
+            self._under_load(now)  # the flood still counts as load
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
+            return
         self._receive_handshake(kind, data, src, now)
 
     # --- handshake messages
