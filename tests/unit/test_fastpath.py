@@ -11,6 +11,7 @@ exception class) out.
 
 from __future__ import annotations
 
+import array
 import os
 import shutil
 import struct
@@ -226,24 +227,38 @@ def _ipv4_tcp(payload: bytes, corrupt: int = 0) -> bytes:
     ),
     l4_start=st.sampled_from([20, 40]),
     protocol=st.sampled_from([6, 17]),
+    kind=st.integers(0, 3),
 )
-def test_checksums_valid_is_tun_gro_and_c_agrees(c, packet, l4_start, protocol) -> None:
+def test_checksums_valid_is_tun_gro_and_c_agrees(c, packet, l4_start, protocol, kind) -> None:
     expected = tun_gro_checksums_valid(packet, l4_start, protocol)
-    assert P.checksums_valid(packet, l4_start, protocol) is expected
-    assert c.checksums_valid(packet, l4_start, protocol) is expected
+    buffer = _as_buffer(packet, kind)
+    assert P.checksums_valid(buffer, l4_start, protocol) is expected
+    assert c.checksums_valid(buffer, l4_start, protocol) is expected
 
 
 def test_checksums_valid_on_a_built_segment(impl) -> None:
     assert impl.checksums_valid(_ipv4_tcp(b"x" * 1400), 20, 6) is True
     assert impl.checksums_valid(_ipv4_tcp(b"x" * 1400, corrupt=700), 20, 6) is False
-    assert impl.checksums_valid(bytes(27), 20, 17) is False  # too short for an L4 header
+    # too short for an L4 header (an exact-size buffer: ASan catches a read past it)
+    assert impl.checksums_valid(exact_buffer(bytes(27)), 20, 17) is False
     with pytest.raises(ValueError):
         impl.checksums_valid(bytes(60), 24, 6)
 
 
 # --- both paths, same bytes --------------------------------------------------------------
 
+def exact_buffer(data: bytes) -> array.array:
+    """`data` in a buffer allocated at exactly its length (array's constructor over-allocates;
+    repeating allocates the exact size)."""
+    return array.array("B", data) * 1
+
+
 def _as_buffer(data: bytes, kind: int):
+    """`data` as bytes (0), a bytearray (1), a memoryview into a larger buffer (2), or an
+    array.array (3), which is allocated at exactly its length: under ASan (tools/asan.sh) a
+    read one byte past it is caught (bytes and bytearray carry a trailing NUL)."""
+    if kind == 3:
+        return exact_buffer(data)
     if kind == 1:
         return bytearray(data)
     if kind == 2:
@@ -274,7 +289,7 @@ COUNTERS = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**32 - 1
     key=st.binary(min_size=32, max_size=32),
     receiver=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([-1, 2**32])),
     counter=COUNTERS,
-    sizes=st.lists(st.tuples(SIZES, st.integers(0, 2)), max_size=12),
+    sizes=st.lists(st.tuples(SIZES, st.integers(0, 3)), max_size=12),
     mtu=st.one_of(st.sampled_from([0, 1, 16, 1280, 1420, 65535, -1]), st.integers(1, 100)),
     fill=st.integers(0, 255),
     ad=st.sampled_from([b"", b"\x01" * 13]),
@@ -289,7 +304,8 @@ def test_seal_run_same_bytes(c, key, receiver, counter, sizes, mtu, fill, ad) ->
         aead = ChaCha20Poly1305(key)
         for i, datagram in enumerate(out):
             nonce = b"\0" * 4 + (counter + i).to_bytes(8, "little")
-            assert aead.decrypt(nonce, datagram[16:], ad or None)[: len(packets[i])] == packets[i]
+            plaintext = aead.decrypt(nonce, datagram[16:], ad or None)
+            assert plaintext[: len(packets[i])] == bytes(packets[i])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -297,7 +313,8 @@ def test_seal_run_same_bytes(c, key, receiver, counter, sizes, mtu, fill, ad) ->
     counter=st.integers(0, 2**64 - 40),
     sizes=st.lists(SIZES, min_size=1, max_size=10),
     damage=st.lists(st.tuples(st.integers(0, 9), st.sampled_from(
-        ["flip", "truncate", "extend", "counter", "empty", "memoryview", "bytearray"]),
+        ["flip", "truncate", "extend", "counter", "empty", "memoryview", "bytearray",
+         "array"]),
         st.integers(0, 10**6)), max_size=6),
     wrong_key=st.booleans(),
 )
@@ -324,6 +341,8 @@ def test_open_run_same_results(c, counter, sizes, damage, wrong_key) -> None:
             data = b""
         elif how == "memoryview":
             data = memoryview(b"\xaa" + data)[1:]
+        elif how == "array":
+            data = exact_buffer(data)
         else:
             data = bytearray(data)
         datagrams[index] = data
@@ -347,7 +366,7 @@ def _naive_checksum(data: bytes) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.one_of(st.binary(max_size=2000), st.integers(0, 70).map(lambda n: b"\xff" * n),
-                      st.integers(0, 70).map(bytes)), kind=st.integers(0, 2))
+                      st.integers(0, 70).map(bytes)), kind=st.integers(0, 3))
 def test_internet_checksum_is_rfc1071(c, data, kind) -> None:
     buffer = _as_buffer(data, kind)
     expected = _naive_checksum(data)
@@ -387,10 +406,11 @@ def super_packets(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
-@given(data=super_packets())
-def test_tso_segment_same_bytes_and_valid_segments(c, data) -> None:
+@given(data=super_packets(), kind=st.integers(0, 3))
+def test_tso_segment_same_bytes_and_valid_segments(c, data, kind) -> None:
     assume(len(data) < 80_000)
-    segments = _same(lambda: c.tso_segment(data), lambda: P.tso_segment(data))
+    buffer = _as_buffer(data, kind)
+    segments = _same(lambda: c.tso_segment(buffer), lambda: P.tso_segment(buffer))
     assert segments is not None  # well-formed super-packets are always cut
     v6 = data[10] >> 4 == 6
     l4 = 40 if v6 else (data[10] & 15) * 4
@@ -431,8 +451,10 @@ def test_tso_segment_hostile_headers_same_outcome(c, vnet, packet, version) -> N
         packet = bytes([version]) + packet[1:]
     data = struct.pack("<BBHHHH", *vnet) + packet
     _same(lambda: c.tso_segment(data), lambda: P.tso_segment(data))
+    exact = exact_buffer(data)
+    _same(lambda: c.tso_segment(exact), lambda: P.tso_segment(exact))
     for cut in (0, 1, 9):
-        _same(lambda cut=cut: c.tso_segment(data[:cut]), lambda cut=cut: P.tso_segment(data[:cut]))
+        _same(lambda cut=cut: c.tso_segment(exact[:cut]), lambda cut=cut: P.tso_segment(exact[:cut]))
 
 
 def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:
