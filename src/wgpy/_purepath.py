@@ -132,6 +132,25 @@ def open_run(context: AeadContext, datagrams: Sequence[Buffer],
 
 # --- the internet checksum (RFC 1071) ----------------------------------------------------
 
+def _mod_ffff(whole: int) -> int:
+    """`whole % 0xFFFF`, folding halves first: shifts and masks on multiples of 16 bits keep
+    the value mod 0xFFFF and are about twice as fast as dividing a segment-sized integer
+    (io/tun_gro.py, bench/tun_gro.py)."""
+    bits = whole.bit_length()
+    if bits > 8192:
+        whole = (whole >> 8192) + (whole & _LOW_8192)
+    if bits > 4096:
+        whole = (whole >> 4096) + (whole & _LOW_4096)
+    if bits > 2048:
+        whole = (whole >> 2048) + (whole & _LOW_2048)
+    return whole % 0xFFFF
+
+
+_LOW_8192 = (1 << 8192) - 1
+_LOW_4096 = (1 << 4096) - 1
+_LOW_2048 = (1 << 2048) - 1
+
+
 def _sum16(data: Buffer) -> int:
     """The one's complement sum of `data` as big-endian 16-bit words (an odd last byte padded
     with zero), folded to 16 bits: 0 only for all-zero data, else 1..0xFFFF.
@@ -141,7 +160,7 @@ def _sum16(data: Buffer) -> int:
     whole = int.from_bytes(data, "big")
     if len(data) & 1:
         whole <<= 8
-    total = whole % 0xFFFF
+    total = _mod_ffff(whole)
     return 0xFFFF if total == 0 and whole else total
 
 
@@ -151,28 +170,34 @@ def internet_checksum(data: Buffer) -> int:
 
 
 def checksums_valid(packet: Buffer, l4_start: int, protocol: int) -> bool:
-    """io/tun_gro.py's verification of a segment before it is merged: the IPv4 header
-    checksum (l4_start 20) and the TCP/UDP checksum over the pseudo-header hold; a
-    UDP-over-IPv4 checksum of 0 means none was computed. A packet too short for an L4 header
-    (the caller never passes one) is not valid.
-
-    Sums are compared mod 0xFFFF (a sum of 0 and of 0xFFFF both pass), as tun_gro does."""
+    """io/tun_gro.py's verification of a segment before it is merged, as it is written there
+    (one read of the whole packet as an integer): the IPv4 header checksum (l4_start 20) and
+    the TCP/UDP checksum over the pseudo-header hold; a UDP-over-IPv4 checksum of 0 means none
+    was computed. Sums are compared mod 0xFFFF (a sum of 0 and of 0xFFFF both pass). Added
+    here: the arguments are checked, and a packet too short for an L4 header (the caller never
+    passes one) is not valid."""
     packet = _contiguous(packet)
     if l4_start not in (20, 40) or not 0 <= protocol <= 255:
         raise ValueError("l4_start must be 20 or 40, protocol a byte")
     length = len(packet)
     if length < l4_start + 8:
         return False
-    if l4_start == 20:
-        if _sum16(packet[:20]) % 0xFFFF:
-            return False  # the IPv4 header checksum
-        if protocol == 17 and packet[26] == 0 and packet[27] == 0:
-            return True  # UDP over IPv4 without a checksum
-        pseudo = _sum16(packet[12:20])
-    else:
-        pseudo = _sum16(packet[8:40])
     l4_length = length - l4_start
-    return (_sum16(packet[l4_start:]) + pseudo + protocol + l4_length) % 0xFFFF == 0
+    whole = int.from_bytes(packet, "big")
+    if length & 1:
+        whole <<= 8  # an odd length is padded with a zero byte
+        length += 1
+    header = whole >> ((length - l4_start) << 3)
+    if l4_start == 20:
+        if header % 0xFFFF:
+            return False  # the IPv4 header checksum
+        if protocol == 17 and not (whole >> ((length - 28) << 3)) & 0xFFFF:
+            return True
+        # the header sums to 0: what remains is the L4 sum; add the pseudo-header's addresses
+        pseudo = header & 0xFFFFFFFFFFFFFFFF
+    else:
+        pseudo = -(header >> 256)  # IPv6: all of the header but its first 8 bytes
+    return (_mod_ffff(whole) + pseudo + protocol + l4_length) % 0xFFFF == 0
 
 
 # --- TSO: a virtio-net-hdr super-packet into MSS segments --------------------------------
