@@ -33,6 +33,10 @@
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
 
+#ifndef WGPY_FASTPATH_SOURCE_SHA256
+#define WGPY_FASTPATH_SOURCE_SHA256 "unknown" /* setup.py defines it */
+#endif
+
 static EVP_CIPHER *chacha20_poly1305; /* fetched once at import */
 
 /* --- little helpers ------------------------------------------------------------------- */
@@ -660,6 +664,10 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", WGPY_FASTPATH_SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&AeadContextType);
     if (PyModule_AddObject(m, "AeadContext", (PyObject *)&AeadContextType) < 0) {
         Py_DECREF(&AeadContextType);

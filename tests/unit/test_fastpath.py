@@ -12,6 +12,7 @@ exception class) out.
 from __future__ import annotations
 
 import array
+import hashlib
 import os
 import shutil
 import struct
@@ -165,6 +166,16 @@ def test_non_contiguous_buffers_are_refused(impl) -> None:
         impl.seal_run(impl.AeadContext(KEY), 0, 0, [strided], 1420)
     with pytest.raises((BufferError, TypeError, ValueError)):
         impl.internet_checksum(strided)
+
+
+def test_extension_is_built_from_the_source_beside_it(c) -> None:
+    """A stale build (the C edited, not rebuilt) would test old code: rebuild with
+    `pip install -e .` or `python3 setup.py build_ext --inplace`."""
+    source = Path(c.__file__).with_name("_fastpath.c")
+    if source.exists():  # an editable/in-place build; an installed wheel carries no source
+        assert c.SOURCE_SHA256 == hashlib.sha256(source.read_bytes()).hexdigest(), (
+            "wgpy._fastpath was built from another _fastpath.c: rebuild it")
+    assert len(c.SOURCE_SHA256) == 64
 
 
 def test_switch_follows_wgpy_pure(c) -> None:
