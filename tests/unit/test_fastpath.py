@@ -347,7 +347,9 @@ def test_open_run_same_results(c, counter, sizes, damage, wrong_key) -> None:
         elif how == "extend":
             data += b"\0"
         elif how == "counter":
-            data = data[:8] + (where).to_bytes(8, "little") + data[16:]
+            # another counter in the header: low, or near 2**64 (the nonce changes, so it fails)
+            other = where if where % 2 else 2**64 - 1 - where
+            data = data[:8] + other.to_bytes(8, "little") + data[16:]
         elif how == "empty":
             data = b""
         elif how == "memoryview":
