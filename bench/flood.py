@@ -12,8 +12,9 @@ malformed: datagrams of every wrong shape (empty, unknown type, wrong size per t
   bytes set, truncated, unknown receiver index, random bytes).
 replay: the datagrams in FILE (hex, one per line: captured real transport packets), resent.
 
---rate 0 (default) is as fast as one Python socket goes; SIGTERM ends the flood early (the
-JSON line is still printed).
+--rate 0 (default) is as fast as one Python socket goes; a rate is paced in bursts of --burst
+datagrams (256; 1 spreads them evenly); SIGTERM ends the flood early (the JSON line is still
+printed).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("server_public_key", help="base64 (initiations) or -")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=0.0, help="datagrams/s, 0 = max")
+    parser.add_argument("--burst", type=int, default=256,
+                        help="with --rate: datagrams per paced burst (1 = evenly spread)")
     parser.add_argument("--packets", help="replay: file of hex datagrams")
     args = parser.parse_args(argv)
 
@@ -92,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     end = start + args.seconds
     stopped: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    every = max(1, args.burst) if args.rate else 256  # look at the clock every so many sends
     i = 0
     while True:
-        if (i & 255) == 0:
+        if i % every == 0:
             now = time.monotonic()
             if now >= end or stopped:
                 break
-            if args.rate:  # paced in bursts of 256
+            if args.rate:  # paced in bursts of `every`
                 ahead = start + i / args.rate - now
                 if ahead > 0:
                     time.sleep(ahead)

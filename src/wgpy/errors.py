@@ -19,9 +19,12 @@ class DropReason(enum.Enum):
     # handshake
     NO_PRIVATE_KEY = "device has no private key"
     BAD_MAC1 = "invalid mac1"
-    BAD_MAC2 = "invalid mac2 under load"
-    COOKIE_SENT = "under load: answered with a cookie reply"
-    RATE_LIMITED = "handshake rate limited (source address)"
+    # under load mac2 decides (whitepaper 5.3, kernel order); cookie replies sent are
+    # COOKIE_SENT + BAD_MAC2
+    COOKIE_SENT = "under load, no cookie (mac2 missing): answered with a cookie reply"
+    BAD_MAC2 = "under load, invalid mac2 (old cookie or spoofed source): answered with a cookie"
+    COOKIE_REPLY_LIMITED = "under load, no valid mac2, cookie replies over their limit: dropped"
+    RATE_LIMITED = "under load, valid mac2: handshake rate limited (source address)"
     DECRYPT_HANDSHAKE = "handshake failed to authenticate"
     UNKNOWN_PEER = "initiation from an unknown public key"
     REPLAYED_TIMESTAMP = "initiation timestamp not newer (replay)"

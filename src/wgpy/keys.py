@@ -9,6 +9,8 @@ import secrets
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from wgpy.core.crypto import clamp  # the one clamp; wgpy.keys.clamp is the same function
+
 KEY_LEN = 32
 B64_KEY_LEN = 44
 
@@ -46,13 +48,6 @@ def key_from_hex(text: str) -> bytes:
 
 def key_to_hex(key: bytes) -> str:
     return key.hex()
-
-
-def clamp(key: bytes) -> bytes:
-    k = bytearray(key)
-    k[0] &= 248
-    k[31] = (k[31] & 127) | 64
-    return bytes(k)
 
 
 def generate_private_key() -> bytes:

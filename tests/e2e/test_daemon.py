@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import textwrap
 import time
 
@@ -318,6 +319,31 @@ def test_command_line_contract(topo: Topology) -> None:
     again = ns.run(["wgpy-daemon", "-f", ifname], check=False,
                    env={"LOG_LEVEL": "error"})
     assert again.returncode == 1  # its socket is live: refused, the running daemon untouched
+    assert topo.wg(ns, "show", ifname).returncode == 0
+
+
+def test_help_version_and_clear_refusals(topo: Topology) -> None:
+    """--help/-h/--version answer and exit 0 (wireguard-go would make an interface called
+    `--help`); a name with '/', an unknown option and a second daemon for a running name are
+    refused on stderr saying why."""
+    ns = topo.netns("a")
+    daemon = [sys.executable, "-m", "wgpy.cli.daemon"]
+    for flag in ("--help", "-h"):
+        shown = ns.run([*daemon, flag], check=False)
+        assert shown.returncode == 0 and shown.stdout.startswith("Usage: "), shown
+    version = ns.run([*daemon, "--version"], check=False)
+    assert version.returncode == 0 and version.stdout.startswith("wgpy-daemon v"), version
+    assert len(ns.run(["ip", "-o", "link"]).stdout.splitlines()) == 1  # only lo: nothing made
+    slash = ns.run([*daemon, "-f", "wg/0"], check=False)
+    assert slash.returncode == 1 and "`wg/0' contains '/'" in slash.stderr, slash
+    assert "1..15" not in slash.stderr + slash.stdout
+    unknown = ns.run([*daemon, "--frobnicate"], check=False)
+    assert unknown.returncode == 1 and "unknown option `--frobnicate'" in unknown.stderr
+    ifname, process = start(topo, ns, "wgpy")
+    for argv in ([*daemon, "-f", ifname], [*daemon, ifname]):
+        again = ns.run(argv, check=False)
+        assert again.returncode == 1, again
+        assert f"{ifname}: already running as PID {process.pid}" in again.stderr, again
     assert topo.wg(ns, "show", ifname).returncode == 0
 
 

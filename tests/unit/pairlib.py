@@ -101,10 +101,15 @@ class Pair:
         return None
 
     def deliver(self, max_rounds: int = 50) -> int:
-        """Move datagrams between the two until none are left; returns how many moved."""
+        """Move datagrams between the two until none are left; returns how many moved.
+
+        Like the IO loop, each round first fires the timers that are due (among them an
+        initiation that keep-key-fresh queued during the last call)."""
         moved = 0
         for _ in range(max_rounds):
             busy = False
+            for node in (self.a, self.b):  # what is due goes first, as in DeviceLoop.run_once
+                node.device.on_timer(self.now)
             for src in (self.a, self.b):
                 out, src.device.to_network = src.device.to_network, []
                 for datagram, dst in out:

@@ -94,36 +94,43 @@ def operations(version: int) -> st.SearchStrategy[list[tuple]]:
     return st.lists(op, max_size=60)
 
 
-@pytest.mark.parametrize("version", [4, 6])
-def test_matches_a_naive_list_scan(version: int) -> None:
-    @settings(max_examples=150, deadline=None)
-    @given(ops=operations(version), probes=st.lists(addresses(version), max_size=30))
-    def check(ops: list[tuple], probes: list[bytes]) -> None:
-        table, naive = AllowedIPs(), NaiveTable()
-        inserted: list[IPv4Network | IPv6Network] = []
-        for op in ops:
-            getattr(table, op[0])(*op[1:])
-            getattr(naive, op[0])(*op[1:])
-            if op[0] == "insert":
-                inserted.append(op[1])
-        assert len(table) == len(naive.rows)
-        # white box: only lengths still present are probed (removal keeps the structure exact)
-        family = table._v4 if version == 4 else table._v6
-        assert sorted(family.by_length, reverse=True) == sorted(
-            {n.prefixlen for n, _ in naive.rows}, reverse=True
-        )
-        assert len(family.probes) == len(family.by_length)
-        for peer in PEERS:
-            assert table.entries_for(peer) == naive.entries_for(peer)
-        # probe random addresses and the edges of every prefix ever inserted
-        edges = [n.network_address.packed for n in inserted]
-        edges += [n.broadcast_address.packed for n in inserted]
-        for addr in probes + edges:
-            assert table.lookup(addr) is naive.lookup(addr)
-            lookup_family = table.lookup_v4 if version == 4 else table.lookup_v6
-            assert lookup_family(addr) is naive.lookup(addr)
+def check_against_naive(version: int, ops: list[tuple], probes: list[bytes]) -> None:
+    table, naive = AllowedIPs(), NaiveTable()
+    inserted: list[IPv4Network | IPv6Network] = []
+    for op in ops:
+        getattr(table, op[0])(*op[1:])
+        getattr(naive, op[0])(*op[1:])
+        if op[0] == "insert":
+            inserted.append(op[1])
+    assert len(table) == len(naive.rows)
+    # white box: only lengths still present are probed (removal keeps the structure exact)
+    family = table._v4 if version == 4 else table._v6
+    assert sorted(family.by_length, reverse=True) == sorted(
+        {n.prefixlen for n, _ in naive.rows}, reverse=True
+    )
+    assert len(family.probes) == len(family.by_length)
+    for peer in PEERS:
+        assert table.entries_for(peer) == naive.entries_for(peer)
+    # probe random addresses and the edges of every prefix ever inserted
+    edges = [n.network_address.packed for n in inserted]
+    edges += [n.broadcast_address.packed for n in inserted]
+    for addr in probes + edges:
+        assert table.lookup(addr) is naive.lookup(addr)
+        lookup_family = table.lookup_v4 if version == 4 else table.lookup_v6
+        assert lookup_family(addr) is naive.lookup(addr)
 
-    check()
+
+# one module-level test per family, so that conftest.py can set their examples
+@settings(max_examples=150, deadline=None)
+@given(ops=operations(4), probes=st.lists(addresses(4), max_size=30))
+def test_v4_matches_a_naive_list_scan(ops: list[tuple], probes: list[bytes]) -> None:
+    check_against_naive(4, ops, probes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=operations(6), probes=st.lists(addresses(6), max_size=30))
+def test_v6_matches_a_naive_list_scan(ops: list[tuple], probes: list[bytes]) -> None:
+    check_against_naive(6, ops, probes)
 
 
 def test_three_peers_with_overlapping_prefixes() -> None:

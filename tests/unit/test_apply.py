@@ -205,6 +205,22 @@ def test_state_round_trips_through_the_codec(device: Device) -> None:
     assert (got.last_handshake_sec, got.last_handshake_nsec) == (0, 0)  # never
 
 
+def test_the_private_key_is_stored_clamped(device: Device) -> None:
+    """The kernel (curve25519_clamp_secret) and wireguard-go (clamp in SetPrivateKey) keep
+    the clamped key: `wg show IF private-key` after setting an unclamped one prints the
+    clamped one (the kernel selftest's "private key stored clamped")."""
+    unclamped = bytes([0xFF] * 32)
+    clamped = bytes([0xF8]) + bytes([0xFF] * 30) + bytes([0x7F])
+    apply(device, FakeNet(), f"private_key={unclamped.hex()}\n")
+    state = parse_get(format_get(device_state(device)))
+    assert state.private_key == clamped
+    assert device.public_key == public_key(clamped)
+    # setting the unclamped key again is the same key: nothing changes (sessions are kept)
+    identity = device.identity
+    apply(device, FakeNet(), f"private_key={unclamped.hex()}\n")
+    assert device.identity is identity
+
+
 def test_last_handshake_is_converted_from_monotonic_to_wall_clock() -> None:
     # a handshake 2.5 s ago in the monotonic domain, "now" fixed on both clocks
     sec, nsec = wall_clock_of(997.5, now_monotonic_ns=1000 * 10**9,

@@ -234,3 +234,50 @@ def test_create_reply_without_a_key_is_an_error() -> None:
     checker = CookieChecker()
     with pytest.raises(ValueError):
         checker.create_reply(handshake_message(), 1, SRC, 0.0, ScriptedRng())
+
+
+def test_validate_follows_the_kernel_order(responder: tuple[bytes, CookieChecker]) -> None:
+    """wg_cookie_validate_packet: mac1, then (under load) mac2, and only for a valid mac2 the
+    source's rate limit; the verdict is one of the kernel's four cookie_mac_states."""
+    from wgpy.core.cookie import CookieMacState
+    from wgpy.core.ratelimiter import RateLimiter
+
+    public, checker = responder
+    rng = ScriptedRng()
+    generator = CookieGenerator(public)
+    now = 100.0
+    limiter = RateLimiter()
+    asked: list[bool] = []
+
+    def load(answer: bool) -> Callable[[], bool]:
+        def under_load() -> bool:
+            asked.append(answer)
+            return answer
+        return under_load
+
+    no_cookie = handshake_message()
+    generator.add_macs(no_cookie, now)
+    bad_mac1 = bytearray(no_cookie)
+    bad_mac1[-20] ^= 1
+    assert checker.validate(bad_mac1, SRC, now, rng, load(True), limiter) is (
+        CookieMacState.INVALID_MAC)
+    assert asked == []  # a bad mac1 is no load
+    assert checker.validate(no_cookie, SRC, now, rng, load(False), limiter) is (
+        CookieMacState.VALID_MAC_BUT_NO_COOKIE)
+    # under load: mac2 missing, or made with a cookie for another source (a spoofer's), is
+    # no cookie -- and neither takes a token from the source's bucket
+    spoofed = bytearray(no_cookie)
+    spoofed[-16:] = blake2s_mac(b"k" * 16, bytes(spoofed[:-16]))
+    for message in [no_cookie] * 10 + [spoofed] * 10:
+        assert checker.validate(message, SRC, now, rng, load(True), limiter) is (
+            CookieMacState.VALID_MAC_BUT_NO_COOKIE)
+    assert len(limiter) == 0
+    # a valid mac2: the bucket pays (burst 5 plus the first packet's), then refuses
+    generator.consume_reply(checker.create_reply(no_cookie, 1, SRC, now, rng), now)
+    verdicts = []
+    for _ in range(7):
+        with_cookie = handshake_message()
+        generator.add_macs(with_cookie, now)
+        verdicts.append(checker.validate(with_cookie, SRC, now, rng, load(True), limiter))
+    assert verdicts == [CookieMacState.VALID_MAC_WITH_COOKIE] * 5 + [
+        CookieMacState.VALID_MAC_WITH_COOKIE_BUT_RATELIMITED] * 2

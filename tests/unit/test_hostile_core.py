@@ -4,10 +4,10 @@ tests/e2e/test_hostile_flood.py).
 A cookie reply costs an XChaCha20-Poly1305 seal (tens of microseconds here, against ~3 us for
 the mac1 check). If every initiation with a valid mac1 from an unproven source is answered,
 one sender keeps the daemon's single thread busy and the kernel's socket queue then drops the
-legitimate peers' packets with the flood's. So under load the per-source rate limiter (kernel
-ratelimiter semantics, 20/s burst 5) bounds the cookie replies too, before any crypto beyond
-mac1 -- the issue asks for "per-source-IP rate limiting of handshake processing and of cookie
-replies"."""
+legitimate peers' packets with the flood's. So under load cookie replies have limits of their
+own, per source address and all sources together. They are not the handshake rate limiter
+(kernel semantics, 20/s burst 5): that one is only charged by messages with a valid mac2, in
+the kernel's order, so a sender spoofing a peer's address cannot lock the peer out (issue 13)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import hashlib
 import os
 import secrets
 
+import pytest
+
 from wgpy.core.cookie import mac1_key
 from wgpy.core.device import Device
-from wgpy.core.ratelimiter import PACKETS_BURSTABLE, PACKETS_PER_SECOND
 from wgpy.errors import DropReason
 from wgpy.keys import generate_private_key, public_key
 
@@ -37,25 +38,42 @@ def flooded_device() -> tuple[Device, bytes]:
     return device, public_key(private)
 
 
-def test_cookie_replies_to_one_source_are_rate_limited_under_load() -> None:
+def test_cookie_replies_to_one_source_are_limited_under_load() -> None:
     device, server_public = flooded_device()
     attacker = ("192.0.2.66", 40000)
-    sent = 2000
-    for i in range(sent):  # 2000 in one second: 4x the under-load threshold
+    sent = 4000
+    for i in range(sent):  # 4000 in one second: 8x the under-load threshold
         device.receive_datagram(initiation_with_valid_mac1(server_public), attacker,
                                 NOW + i / sent)
     cookie_replies = [d for d, dst in device.to_network if d[0] == 3 and dst == attacker]
     handshake_work = device.drops[DropReason.DECRYPT_HANDSHAKE]
     assert handshake_work < device.under_load_rate  # no DH work once under load
-    # at most the limiter's budget of cookie replies for this source (plus what was answered
-    # before the load detector tripped: nothing, those got DH work instead)
-    assert len(cookie_replies) <= PACKETS_PER_SECOND + PACKETS_BURSTABLE, (
+    # at most the source's cookie-reply budget: a second's worth plus the burst (another
+    # second's worth; what came before the load detector tripped got DH work instead)
+    per_source = device.cookie_replies_per_source
+    assert len(cookie_replies) <= 2 * per_source, (
         f"{len(cookie_replies)} cookie replies to one source in one second")
+    assert len(cookie_replies) >= per_source // 2  # and they were answered meanwhile
+    assert device.drops[DropReason.COOKIE_REPLY_LIMITED] > 0
+    assert device.drops[DropReason.RATE_LIMITED] == 0  # no mac2: the handshake bucket is untouched
     # another source is not starved by the first one's flood
     device.to_network.clear()
     device.receive_datagram(initiation_with_valid_mac1(server_public), ("198.51.100.7", 5),
                             NOW + 1.0)
     assert [d[0] for d, _ in device.to_network] == [3]
+
+
+def test_cookie_replies_from_many_sources_are_bounded_together() -> None:
+    device, server_public = flooded_device()
+    sent = 20_000
+    for i in range(sent):  # 20,000 in one second, each from its own address
+        source = (f"10.{(i >> 8) & 255}.{i & 255}.2", 1024 + (i & 4095))
+        device.receive_datagram(initiation_with_valid_mac1(server_public), source,
+                                NOW + i / sent)
+    replies = sum(1 for d, _ in device.to_network if d[0] == 3)
+    per_second = device.cookie_replies_per_second
+    assert per_second // 2 <= replies <= per_second + per_second // 10, replies
+    assert device.drops[DropReason.COOKIE_SENT] == replies
 
 
 def test_under_load_flood_state_is_bounded() -> None:
@@ -65,13 +83,15 @@ def test_under_load_flood_state_is_bounded() -> None:
         device.receive_datagram(initiation_with_valid_mac1(server_public), source,
                                 NOW + i / 3000)
     assert device.indices == {}  # nothing of the flood holds an index
-    assert len(device.rate_limiter._entries) <= 3000
-    assert len(device.rate_limiter) <= device.rate_limiter.max_entries
+    limiter = device.cookie_reply_limiter  # what the flood (no cookies) charges
+    assert 0 < len(limiter) <= 3000
+    assert len(limiter) <= limiter.max_entries
     # the next episode of load prunes the sources idle for more than a second
     for i in range(device.under_load_rate + 10):
         device.receive_datagram(initiation_with_valid_mac1(server_public), ("10.0.0.1", 1),
                                 NOW + 10 + i / 10000)
-    assert len(device.rate_limiter) <= 1
+    assert len(limiter) <= 1
+    assert len(device.rate_limiter) == 0  # no message had a valid mac2
 
 
 def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
@@ -97,58 +117,74 @@ def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
     assert [p[20:] for p in pair.b.received] == [b"after the key change"]
 
 
-class _NoMemo(dict):
-    """A `Device._refused_until` that remembers nothing: the device without the fast path."""
+class _NoFastPath(Device):
+    """The device with neither of the fast paths (no memo, no early look at the budget)."""
 
-    def __setitem__(self, key: str, value: float) -> None:
-        pass
+    def _refused_before_mac1(self, data: bytes, src: tuple[str, int], now: float) -> bool:
+        return False
 
 
-def test_flood_fast_path_refuses_exactly_what_the_rate_limiter_refuses() -> None:
-    """Refused sources are remembered until their bucket refills (Device._refused_until) and
-    dropped before mac1 meanwhile; a device that never remembers must answer every message of
-    the same flood the same way: a source with a token is never refused by the memo."""
+class _SmallLimits(Device):
+    cookie_replies_per_source = 50
+    cookie_replies_per_second = 1000
+
+
+class _SmallLimitsNoFastPath(_SmallLimits, _NoFastPath):
+    pass
+
+
+@pytest.mark.parametrize("many_sources", [False, True], ids=["per-source", "all-sources"])
+def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
+    many_sources: bool,
+) -> None:
+    """Sources over their cookie-reply limit are remembered until their bucket refills
+    (Device._cookie_refused_until), and while the replies of all sources are spent every
+    source is refused; their cookie-less messages are then dropped before mac1. A device
+    without that fast path must answer every message of the same flood the same way: a
+    source with a token is never refused by it. Small limits, so that both bind."""
     import random
 
     private = generate_private_key()
     server_public = public_key(private)
-    devices = []
-    for memo in (True, False):
-        device = Device(rng=random.Random(7).randbytes)
+    fast, reference = (cls(rng=random.Random(7).randbytes)
+                       for cls in (_SmallLimits, _SmallLimitsNoFastPath))
+    for device in (fast, reference):
         device.set_private_key(private, NOW)
-        if not memo:
-            device._refused_until = _NoMemo()
-        devices.append(device)
-    fast, reference = devices
-    sources = [("192.0.2.66", 40000), ("192.0.2.66", 40001), ("2001:db8::1", 5),
-               ("2001:db8::2", 6), ("198.51.100.9", 7)]
+    token = 1 / fast.cookie_replies_per_source
+    if many_sources:  # 400 addresses: together over the all-sources budget
+        sources = [(f"10.1.{i >> 8}.{i & 255}", 1000 + i) for i in range(400)]
+    else:  # three bucket keys (an IPv6 /64 is one), each over its own limit
+        sources = [("192.0.2.66", 40000), ("192.0.2.66", 40001), ("2001:db8::1", 5),
+                   ("2001:db8::2", 6), ("198.51.100.9", 7)]
     choose = random.Random(3)
     now = NOW
     answered = 0
+    pauses = [0.0001] * 1500 + [token, token - 1e-7, token + 1e-7, 0.3, 0.2] * 2 + [1.2]
     for _ in range(6000):
-        # mostly a flood (10,000/s, past the under-load threshold), sometimes a pause of
-        # exactly a token's worth or more, so that buckets refill at and around the memo's
-        # deadline, and now and then one long enough for the load to end
-        now += choose.choice([0.0001] * 1500 + [0.05, 0.0499999, 0.0500001, 0.3, 0.2] * 2 + [1.2])
+        # mostly a flood (10,000/s, past the under-load threshold and the limits), sometimes
+        # a pause of exactly a token's worth or more, so that buckets refill at and around
+        # the memo's deadline, and now and then one long enough for the load to end
+        now += choose.choice(pauses)
         message = initiation_with_valid_mac1(server_public)
         source = choose.choice(sources)
         outputs = []
-        for device in devices:
+        for device in (fast, reference):
             device.receive_datagram(message, source, now)
             outputs.append((device.to_network[:], dict(device.drops)))
             device.to_network.clear()
         assert outputs[0] == outputs[1], (now, source)
         answered += bool(outputs[0][0])
-    assert fast.drops[DropReason.RATE_LIMITED] > 3000  # the flood was refused ...
-    assert fast._refused_until  # ... through the memo
-    assert answered > 50  # and sources with tokens got cookie replies meanwhile
+    assert fast.drops[DropReason.COOKIE_REPLY_LIMITED] > 2000  # the flood was refused ...
+    if not many_sources:
+        assert fast._cookie_refused_until  # ... through the memo
+    assert answered > 100  # and sources with tokens got cookie replies meanwhile
     assert fast.drops[DropReason.DECRYPT_HANDSHAKE] == reference.drops[
         DropReason.DECRYPT_HANDSHAKE]
 
 
 def test_flood_fast_path_never_drops_transport_data() -> None:
     """An established peer that floods initiations from its own address (or whose address
-    an attacker spoofs) is refused handshakes, but its transport data still arrives."""
+    an attacker spoofs) is refused cookie replies, but its transport data still arrives."""
     import sys
     from pathlib import Path
 
@@ -161,15 +197,78 @@ def test_flood_fast_path_never_drops_transport_data() -> None:
     pair.b.received.clear()
     device = pair.b.device
     start = pair.now
-    for i in range(2000):  # the flood, 2000/s from the peer's endpoint
+    for i in range(10_000):  # the flood, 10,000/s from the peer's endpoint
         device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
-                                start + i / 2000)
-    pair.clock.now = start + 1.0
-    rate_limited = device.drops[DropReason.RATE_LIMITED]
+                                start + i / 10_000)
+    pair.clock.now = start + 9_999 / 10_000
+    for _ in range(2):  # the bucket is empty: the second is refused by the memo at least
+        device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
+                                pair.now)
+    assert device._cookie_refused_until.get(A_ENDPOINT[0], 0) > pair.now
+    limited = device.drops[DropReason.COOKIE_REPLY_LIMITED]
     device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
                             pair.now)
-    assert device.drops[DropReason.RATE_LIMITED] == rate_limited + 1  # refused, fast path
-    assert device._refused_until.get(A_ENDPOINT[0], 0) > pair.now
+    assert device.drops[DropReason.COOKIE_REPLY_LIMITED] == limited + 1  # fast path
     for n in range(5):
         pair.a_sends(b"during %d" % n)
     assert [p[20:] for p in pair.b.received] == [b"during %d" % n for n in range(5)]
+
+
+def test_spoofed_initiations_from_a_peers_address_do_not_lock_it_out() -> None:
+    """Issue 13: under load, initiations with a valid mac1 and the real peer's source address
+    (an off-path attacker needs only the server's public key) must not keep the peer from
+    completing a handshake. They carry no valid mac2, so they get cookie replies and never
+    take the peer's handshake tokens; the peer's own initiation gets a cookie reply too, and
+    its retransmission with mac2 goes through -- within two retransmits."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pairlib import A_ENDPOINT, Pair, ipv4_packet
+
+    from wgpy.constants import REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX
+
+    pair = Pair()
+    server = pair.b.device
+    attacker = ("203.0.113.66", 40000)
+    flood_rate, spoof_rate = 600, 300  # the flood keeps B under load (over 512/s)
+    step = 1 / (flood_rate + spoof_rate)
+    spoof_every = (flood_rate + spoof_rate) // spoof_rate
+
+    def flood_for(seconds: float) -> None:
+        end = pair.now + seconds
+        i = 0
+        while pair.now < end:
+            source = A_ENDPOINT if i % spoof_every == 0 else attacker
+            server.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), source,
+                                    pair.now)
+            pair.deliver()  # cookie replies to the spoofed ones reach A, which drops them
+            pair.clock.advance(step)
+            i += 1
+
+    flood_for(1.0)
+    assert server._was_under_load(pair.now)
+    started = pair.now
+    pair.a.device.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"through"), pair.now)
+    deadline = started + 2 * (REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX) + 0.5
+    while not pair.b.received and pair.now < deadline:
+        flood_for(0.1)
+    assert [p[20:] for p in pair.b.received] == [b"through"], (
+        dict(server.drops), pair.now - started)
+    assert server.drops[DropReason.COOKIE_SENT] > spoof_rate  # the spoofed ones were answered
+    assert server.drops[DropReason.RATE_LIMITED] == 0  # and took no handshake token
+
+
+def test_an_invalid_mac2_under_load_is_answered_and_counted_as_bad_mac2() -> None:
+    device, server_public = flooded_device()
+    device.under_load_rate = 1
+    message = bytearray(initiation_with_valid_mac1(server_public))
+    message[-16:] = os.urandom(16)  # a cookie that is not ours for this source
+    source = ("192.0.2.70", 7)
+    device.receive_datagram(bytes(message), source, NOW)
+    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert device.drops == {DropReason.BAD_MAC2: 1}
+    device.to_network.clear()
+    device.receive_datagram(initiation_with_valid_mac1(server_public), source, NOW)
+    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert device.drops == {DropReason.BAD_MAC2: 1, DropReason.COOKIE_SENT: 1}

@@ -75,7 +75,7 @@ def _snapshot(pair: Pair):
         return (
             peer.endpoint, peer.rx_bytes, peer.tx_bytes, peer.last_handshake,
             tuple(id(k) for k in (kp.previous, kp.current, kp.next)),
-            tuple(k.replay._bitmap if hasattr(k.replay, "_bitmap") else 0 for k in kp.all()),
+            tuple(k.replay.snapshot() for k in kp.all()),
             peer.handshake.state, peer.handshake.latest_timestamp,
         )
     return peer_state(pair.peer_a), peer_state(pair.peer_b), len(pair.b.device.indices)

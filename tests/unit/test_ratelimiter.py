@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from wgpy.core.ratelimiter import RateLimiter, source_key
+from wgpy.core.ratelimiter import RateLimiter, TokenBucket, source_key
 
 COST = 1 / 20  # seconds per packet at 20 packets/s
 
@@ -106,3 +106,32 @@ def test_source_keys() -> None:
     assert source_key("fe80::1%eth0") == source_key("fe80::2")
     with pytest.raises(ValueError):
         source_key(b"\x01\x02\x03")
+
+
+def test_a_limiter_with_its_own_rate_and_burst() -> None:
+    limiter = RateLimiter(packets_per_second=1000, burst=1000)
+    allowed = sum(limiter.allow("192.0.2.1", 10.0) for _ in range(1500))
+    assert allowed == 1000  # the burst (the first packet's token included)
+    allowed = sum(limiter.allow("192.0.2.1", 10.0 + i / 10_000) for i in range(1, 10_001))
+    assert 995 <= allowed <= 1001  # then 1000/s
+    with pytest.raises(ValueError):
+        RateLimiter(packets_per_second=0)
+
+
+def test_token_bucket_all_sources_together() -> None:
+    bucket = TokenBucket(packets_per_second=100, burst=10)
+    assert sum(bucket.take(5.0) for _ in range(20)) == 10  # starts full
+    assert not bucket.has_token(5.0)
+    assert not bucket.take(5.0099)
+    assert bucket.has_token(5.01) and bucket.take(5.01) and not bucket.take(5.01)
+    # looking more often changes nothing: whole-nanosecond arithmetic
+    looked, unlooked = TokenBucket(100, 10), TokenBucket(100, 10)
+    for bucket in (looked, unlooked):
+        while bucket.take(7.0):
+            pass
+    for i in range(1, 1000):
+        looked.has_token(7.0 + i * 1e-5)
+    assert [looked.take(7.01 + 0.005 * k) for k in range(40)] == [
+        unlooked.take(7.01 + 0.005 * k) for k in range(40)]
+    assert bucket.has_token(100.0)  # a long pause refills up to the burst
+    assert sum(bucket.take(100.0) for _ in range(20)) == 10

@@ -139,3 +139,17 @@ def test_matches_a_naive_set_model(steps: list[tuple[str, int]]) -> None:
     # everything still inside the window answers like the model
     for counter in range(max(0, model.last - W - 2), model.last + 3):
         assert window.check(counter) is model.accepts(counter)
+
+
+def test_snapshot_is_the_whole_state() -> None:
+    window = ReplayWindow()
+    fresh = window.snapshot()
+    assert window.check(5) and window.snapshot() == fresh  # check changes nothing
+    assert window.update(5) and window.snapshot() != fresh
+    moved = window.snapshot()
+    assert window.update(3) and window.snapshot() != moved  # a bit inside the window too
+    assert not window.update(3) and not window.update(10**20)
+    twin = ReplayWindow()
+    twin.update(5)
+    twin.update(3)
+    assert twin.snapshot() == window.snapshot()

@@ -168,3 +168,19 @@ def test_last_minute_rekey_on_receive():
     assert renewals and renewals[0] - start < REJECT_AFTER_TIME
     # and the session never lapsed: everything B sent arrived
     assert len(pair.a.received) == len(rec.of("b->a", 4)) - len(rec.of("b->a", 4, 32))
+
+
+def test_the_timer_heap_holds_one_live_entry_per_peer():
+    """Deadlines cleared before they are due leave stale heap entries; popping one must not
+    queue the peer a second time (it already has an entry at its earliest deadline), or a
+    long-lived peer's entries multiply with every cancelled timer."""
+    pair = Pair(b_knows_a_endpoint=True)
+    pair.a_sends(b"setup")
+    for _ in range(200):
+        # B's data arms A's keepalive; A's answer cancels it: a stale entry each time
+        pair.b_sends(b"data")
+        pair.a_sends(b"answer")
+        pair.tick(KEEPALIVE_TIMEOUT + 1)
+    for device in (pair.a.device, pair.b.device):
+        live = [entry for entry in device._heap if entry[0] >= pair.now]
+        assert len(live) <= 2, sorted(entry[0] for entry in live)

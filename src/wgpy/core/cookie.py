@@ -34,10 +34,12 @@ sans-IO: times are passed in as `now`, randomness as `rng(n) -> n bytes`.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import struct
 from collections.abc import Callable
 from ipaddress import IPv6Address, ip_address
+from typing import Protocol
 
 from wgpy.constants import (
     COOKIE_LEN,
@@ -90,6 +92,24 @@ def _has_room_for_macs(msg: bytes | bytearray) -> bool:
     return len(msg) > _MACS_LEN
 
 
+def mac2_missing(msg: bytes | bytearray) -> bool:
+    """mac2 is zeros: the sender holds no cookie for us (whitepaper 5.4.4)."""
+    return msg[-MAC_LEN:] == _ZERO_MAC
+
+
+class CookieMacState(enum.Enum):
+    """The verdict on a handshake message's MACs (kernel: enum cookie_mac_state)."""
+
+    INVALID_MAC = "mac1 invalid"
+    VALID_MAC_BUT_NO_COOKIE = "mac1 valid; mac2 missing, invalid or not asked for"
+    VALID_MAC_WITH_COOKIE_BUT_RATELIMITED = "mac1 and mac2 valid; source over its rate limit"
+    VALID_MAC_WITH_COOKIE = "mac1 and mac2 valid"
+
+
+class SourceLimiter(Protocol):
+    def allow(self, ip: str, now: float) -> bool: ...
+
+
 class CookieChecker:
     """Receiving side of handshake messages: checks their MACs, makes cookie replies.
 
@@ -138,6 +158,35 @@ class CookieChecker:
             return False
         expected = MAC(self._make_cookie(src, now, rng), bytes(msg[:-MAC_LEN]))
         return hmac.compare_digest(expected, bytes(msg[-MAC_LEN:]))
+
+    def validate(
+        self,
+        msg: bytes | bytearray,
+        src: Endpoint,
+        now: float,
+        rng: Rng,
+        under_load: Callable[[], bool],
+        rate_limiter: SourceLimiter,
+    ) -> CookieMacState:
+        """The MACs of a handshake message from `src`, in the kernel's order
+        (wg_cookie_validate_packet): mac1; then, only when `under_load()` (asked once mac1 is
+        valid, so that only messages that know our public key count as load), mac2; and only
+        for a valid mac2 does the source's bucket in `rate_limiter` pay a token.
+
+        That order is what keeps a spoofed source from locking a peer out: a sender that puts
+        a peer's address on its messages never sees the cookie for that address (the reply
+        goes to the peer), so its messages stop at mac2 and never empty the peer's bucket.
+        A zero mac2 is "no cookie" without computing it (a valid one is zero with
+        probability 2**-128)."""
+        if not self.check_mac1(msg):
+            return CookieMacState.INVALID_MAC
+        if not under_load():
+            return CookieMacState.VALID_MAC_BUT_NO_COOKIE
+        if mac2_missing(msg) or not self.check_mac2(msg, src, now, rng):
+            return CookieMacState.VALID_MAC_BUT_NO_COOKIE
+        if not rate_limiter.allow(src[0], now):
+            return CookieMacState.VALID_MAC_WITH_COOKIE_BUT_RATELIMITED
+        return CookieMacState.VALID_MAC_WITH_COOKIE
 
     def create_reply(
         self, msg: bytes | bytearray, receiver_index: int, src: Endpoint, now: float, rng: Rng

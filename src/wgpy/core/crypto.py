@@ -76,13 +76,19 @@ def public_key(private: bytes) -> bytes:
     )
 
 
+def clamp(private: bytes) -> bytes:
+    """A Curve25519 private key clamped (RFC 7748 5): the one place that does it. The kernel
+    and wireguard-go store and show private keys clamped."""
+    clamped = bytearray(private)
+    clamped[0] &= 248
+    clamped[31] = (clamped[31] & 127) | 64
+    return bytes(clamped)
+
+
 def generate_keypair(rng_bytes: bytes) -> tuple[bytes, bytes]:
     """A keypair from 32 random bytes supplied by the caller (the core owns no RNG)."""
-    private = bytearray(rng_bytes)
-    private[0] &= 248
-    private[31] = (private[31] & 127) | 64
-    private_b = bytes(private)
-    return private_b, public_key(private_b)
+    private = clamp(rng_bytes)
+    return private, public_key(private)
 
 
 PrivateKey = X25519PrivateKey
@@ -98,10 +104,7 @@ def load_private_key(private: bytes) -> PrivateKey:
 def generate_ephemeral(rng_bytes: bytes) -> tuple[PrivateKey, bytes]:
     """DH-GENERATE for a handshake: (key object, public bytes) from 32 caller-supplied random
     bytes; the same keypair as generate_keypair, loaded once for the DHs that follow."""
-    private = bytearray(rng_bytes)
-    private[0] &= 248
-    private[31] = (private[31] & 127) | 64
-    key = X25519PrivateKey.from_private_bytes(bytes(private))
+    key = X25519PrivateKey.from_private_bytes(clamp(rng_bytes))
     return key, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 

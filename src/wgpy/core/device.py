@@ -35,7 +35,7 @@ from wgpy.constants import (
 )
 from wgpy.core import crypto, noise
 from wgpy.core.allowedips import AllowedIPs
-from wgpy.core.cookie import CookieChecker
+from wgpy.core.cookie import CookieChecker, CookieMacState, mac2_missing
 from wgpy.core.events import MAX_EVENTS, Event, EventKind
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import (
@@ -46,7 +46,7 @@ from wgpy.core.messages import (
     parse_response,
 )
 from wgpy.core.peer import Endpoint, Peer
-from wgpy.core.ratelimiter import RateLimiter
+from wgpy.core.ratelimiter import RateLimiter, TokenBucket
 from wgpy.core.tai64n import tai64n
 from wgpy.core.timers import (
     Timer,
@@ -58,11 +58,12 @@ from wgpy.core.timers import (
 from wgpy.errors import DropReason, WgError
 
 _INF = float("inf")
-_REFUSED_SOURCES_MAX = 4096  # entries in Device._refused_until before it is emptied
+_REFUSED_SOURCES_MAX = 4096  # entries in Device._cookie_refused_until before it is emptied
 # plain ints for the per-packet paths (an IntEnum attribute lookup costs more)
 _T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
 _T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
 _T_PERSISTENT_KEEPALIVE = int(Timer.PERSISTENT_KEEPALIVE)
+_T_QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
 _pack_header = TRANSPORT_HEADER.pack
 _unpack_header = TRANSPORT_HEADER.unpack_from
 _nonce = crypto.nonce
@@ -75,6 +76,13 @@ class Device:
     # Handshake messages per second above which the device counts as under load and demands
     # cookies (the kernel measures a queue backlog; a single-threaded core measures the rate).
     under_load_rate = 512
+    # Cookie replies under load (each an XChaCha20-Poly1305 seal, ~45 us here): per source
+    # address, generous enough that a spoofer using a peer's address at hundreds per second
+    # does not use up that address's replies, and all sources together, so that many spoofed
+    # addresses cannot buy the single thread (~20 % of it at most). The kernel bounds this
+    # work with its handshake queue; its per-source limiter is for handshakes only.
+    cookie_replies_per_source = 1000
+    cookie_replies_per_second = 5000
 
     def __init__(self, rng: Rng, mtu: int = DEFAULT_MTU) -> None:
         self.rng = rng
@@ -86,7 +94,16 @@ class Device:
         self.peers: dict[bytes, Peer] = {}
         self.allowed_ips = AllowedIPs()
         self.cookie_checker = CookieChecker()
-        self.rate_limiter = RateLimiter()
+        self.rate_limiter = RateLimiter()  # handshakes with a valid mac2, under load
+        # a second's worth of burst: a spoofer sending in bursts must not empty the bucket
+        # of the address it spoofs for long
+        self.cookie_reply_limiter = RateLimiter(
+            packets_per_second=self.cookie_replies_per_source,
+            burst=self.cookie_replies_per_source,
+        )
+        self.cookie_reply_budget = TokenBucket(
+            self.cookie_replies_per_second, max(1, self.cookie_replies_per_second // 10)
+        )
         # our receiver indexes: a Keypair (transport) or a Peer (pending handshake)
         self.indices: dict[int, Keypair | Peer] = {}
         self.to_network: list[tuple[bytes, Endpoint]] = []
@@ -98,8 +115,8 @@ class Device:
         self._load_window_start = 0.0
         self._load_window_count = 0
         self._last_under_load = -_INF
-        # source host -> until when the rate limiter refuses it (see _receive_other)
-        self._refused_until: dict[str, float] = {}
+        # source host -> until when the cookie-reply limiter refuses it (_receive_handshake)
+        self._cookie_refused_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -114,18 +131,16 @@ class Device:
     def set_private_key(self, key: bytes | None, now: float) -> None:
         if key is not None and len(key) != 32:
             raise WgError("a private key is 32 bytes")
-        if key is not None and not any(key):
-            key = None
+        if key is not None:
+            # stored clamped, as the kernel and wireguard-go: `wg show` prints it clamped
+            key = crypto.clamp(key) if any(key) else None
         current = self.private_key
         if key == current:
             return  # wireguard-go: setting the same key changes nothing (syncconf relies on it)
         if key is None:
             self.identity = None
         else:
-            clamped = bytearray(key)
-            clamped[0] &= 248
-            clamped[31] = (clamped[31] & 127) | 64
-            self.identity = noise.StaticIdentity(key, crypto.public_key(bytes(clamped)))
+            self.identity = noise.StaticIdentity(key, crypto.public_key(key))
         self.cookie_checker.init(self.public_key)
         for peer in list(self.peers.values()):
             if self.identity is not None and peer.public_key == self.identity.public_key:
@@ -192,8 +207,11 @@ class Device:
         heap = self._heap
         while heap:
             deadline, _, peer = heap[0]
-            if self.peers.get(peer.public_key) is not peer:
-                heapq.heappop(heap)  # removed peer
+            if (
+                deadline != peer.timers.scheduled_at
+                or self.peers.get(peer.public_key) is not peer
+            ):
+                heapq.heappop(heap)  # stale entry, or a removed peer
                 continue
             return deadline
         return None
@@ -201,10 +219,12 @@ class Device:
     def on_timer(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, peer = heapq.heappop(heap)
-            if self.peers.get(peer.public_key) is not peer:
-                continue
+            deadline, _, peer = heapq.heappop(heap)
             timers = peer.timers
+            # A peer's live entry is the one at `scheduled_at`; others are stale (a deadline
+            # that was cleared or moved) and the peer stays queued by its live one.
+            if deadline != timers.scheduled_at or self.peers.get(peer.public_key) is not peer:
+                continue
             timers.scheduled_at = _INF
             for timer in timers.due(now):
                 self._fire(peer, timer, now)
@@ -243,6 +263,9 @@ class Device:
             self.events.append(Event(EventKind.KEYS_ZEROED, peer, now))
         elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
             self._send_keepalive(peer, now)
+        elif timer is Timer.QUEUED_INITIATION:
+            # asked for by keep-key-fresh, which already restarted the attempts
+            self._send_initiation(peer, now, retry=True)
 
     def _any_authenticated_packet_sent(self, peer: Peer, now: float) -> None:
         peer.timers.deadlines[Timer.SEND_KEEPALIVE] = None
@@ -336,6 +359,19 @@ class Device:
         self._arm(peer, Timer.RETRANSMIT_HANDSHAKE, retransmit_deadline(now, self._jitter()))
         self.events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
 
+    def _queue_initiation(self, peer: Peer, now: float) -> None:
+        """Keep-key-fresh wants a new handshake (kernel:
+        wg_packet_send_queued_handshake_initiation, not a retry). The kernel queues the
+        initiation to a worker, so it never cuts into the packets being sent or received; here
+        it leaves from the timer step at `now`, after the packets of the current call."""
+        timers = peer.timers
+        timers.handshake_attempts = 0
+        last = peer.last_sent_handshake
+        if last is not None and now - last < REKEY_TIMEOUT:
+            return  # the kernel checks before queuing, and again when sending
+        if timers.deadlines[_T_QUEUED_INITIATION] is None:
+            self._arm(peer, Timer.QUEUED_INITIATION, now)
+
     def _send_keepalive(self, peer: Peer, now: float) -> None:
         if not peer.staged:
             peer.staged.append(b"")
@@ -418,10 +454,11 @@ class Device:
         return counter - first
 
     def _keep_key_fresh_send(self, peer: Peer, keypair: Keypair, now: float) -> None:
+        # kernel: keep_key_fresh in wg_packet_create_data_done, after the whole run is sent
         if keypair.sending_counter > REKEY_AFTER_MESSAGES or (
             keypair.i_am_initiator and now - keypair.created >= REKEY_AFTER_TIME
         ):
-            self._send_initiation(peer, now, retry=False)
+            self._queue_initiation(peer, now)
 
     def send_packet(self, packet: bytes, now: float) -> None:
         """An IP packet read from the TUN: route it by destination and encrypt it."""
@@ -632,7 +669,7 @@ class Device:
             and now - keypair.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
         ):
             timers.sent_lastminute_handshake = True
-            self._send_initiation(peer, now, retry=False)
+            self._queue_initiation(peer, now)
 
     def _received_run(self, peer: Peer, received_bytes: int, data_packets: int, now: float) -> None:
         """Timers and counters of a run of authenticated datagrams, as the kernel's
@@ -659,27 +696,12 @@ class Device:
         if kind == MESSAGE_COOKIE_REPLY:
             self._receive_cookie_reply(data, now)
             return
-        # A flood's fast path: a source the rate limiter refused is refused until its bucket
-        # holds a token again (the limiter said when), so while the device stays under load
-        # its handshake messages are counted and dropped before the mac1 check and the
-        # limiter's lookup, ~5x cheaper. The limiter's state is the same as if it had been
-        # asked (a refusal only refills by elapsed time); a message with a bad mac1 counts
-        # as rate limited instead of bad mac1 -- dropped either way.
-        refused_until = self._refused_until.get(src[0])
-        if (
-            refused_until is not None
-            and now < refused_until
-            and now - self._last_under_load < UNDER_LOAD_LINGER
-            and self.identity is not None
-        ):
-            self._under_load(now)  # the flood still counts as load
-            self.drops[DropReason.RATE_LIMITED] += 1
-            return
         self._receive_handshake(kind, data, src, now)
 
     # --- handshake messages
 
     def _under_load(self, now: float) -> bool:
+        """Count one handshake message as load; is the device under load now?"""
         if now - self._load_window_start >= 1.0:
             self._load_window_start = now
             self._load_window_count = 0
@@ -688,39 +710,79 @@ class Device:
             self._last_under_load = now
         return now - self._last_under_load < UNDER_LOAD_LINGER
 
+    def _was_under_load(self, now: float) -> bool:
+        """Under load, as the last counted message left it (counts nothing)."""
+        return now - self._last_under_load < UNDER_LOAD_LINGER
+
     def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float) -> None:
+        """An initiation or a response: its MACs decide, in the kernel's order (mac1, then
+        under load mac2, then for a valid mac2 only the source's rate limit), see
+        CookieChecker.validate."""
         if self.identity is None:
             self.drops[DropReason.NO_PRIVATE_KEY] += 1
             return
-        if not self.cookie_checker.check_mac1(data):
-            self.drops[DropReason.BAD_MAC1] += 1
+        if self._refused_before_mac1(data, src, now):
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
             return
-        if self._under_load(now):
-            # Under load every source pays from its token bucket (20/s, burst 5) before any
-            # crypto beyond mac1: handshake work as in the kernel, and -- since a cookie reply
-            # costs an XChaCha20 seal -- cookie replies too, so one flooding address cannot
-            # keep the device busy answering it.
-            wait = self.rate_limiter.allow_or_wait(src[0], now)
-            if wait:
-                refused = self._refused_until
-                if len(refused) >= _REFUSED_SOURCES_MAX:
-                    refused.clear()  # many flooding addresses: the memo only saves time
-                # a microsecond early rather than late: float rounding never refuses a token
-                refused[src[0]] = now + wait - 1e-6
-                self.drops[DropReason.RATE_LIMITED] += 1
-                return
-            if not self.cookie_checker.check_mac2(data, src, now, self.rng):
-                # prove your address first: answer with a cookie, do no DH work
-                sender_index = int.from_bytes(data[4:8], "little")
-                self.to_network.append(
-                    (self.cookie_checker.create_reply(data, sender_index, src, now, self.rng), src)
-                )
-                self.drops[DropReason.COOKIE_SENT] += 1
-                return
-        if kind == MESSAGE_INITIATION:
-            self._receive_initiation(data, src, now)
+        state = self.cookie_checker.validate(
+            data, src, now, self.rng, lambda: self._under_load(now), self.rate_limiter
+        )
+        if state is CookieMacState.VALID_MAC_BUT_NO_COOKIE and self._was_under_load(now):
+            self._send_cookie_reply(data, src, now)  # prove your address first; no DH work
+        elif (
+            state is CookieMacState.VALID_MAC_WITH_COOKIE
+            or state is CookieMacState.VALID_MAC_BUT_NO_COOKIE  # not under load
+        ):
+            if kind == MESSAGE_INITIATION:
+                self._receive_initiation(data, src, now)
+            else:
+                self._receive_response(data, src, now)
+        elif state is CookieMacState.VALID_MAC_WITH_COOKIE_BUT_RATELIMITED:
+            self.drops[DropReason.RATE_LIMITED] += 1
         else:
-            self._receive_response(data, src, now)
+            self.drops[DropReason.BAD_MAC1] += 1
+
+    def _refused_before_mac1(self, data: bytes, src: Endpoint, now: float) -> bool:
+        """A flood's fast path: a source over its cookie-reply limit is refused until its
+        bucket holds a token again (the limiter said when), and every source while the
+        replies of all are spent, for messages that carry no cookie (zero mac2) while the
+        device is under load: they could only be answered with a cookie reply, so they are
+        dropped before mac1, ~5x cheaper. A message with any mac2 takes the full path and may
+        be let through by a valid one (this never refuses a proven sender). A zero-mac2
+        message with a bad mac1 counts as COOKIE_REPLY_LIMITED instead of BAD_MAC1 --
+        dropped either way."""
+        if not self._was_under_load(now) or not mac2_missing(data):
+            return False
+        refused_until = self._cookie_refused_until.get(src[0])
+        if (
+            refused_until is not None and now < refused_until
+        ) or not self.cookie_reply_budget.has_token(now):
+            self._under_load(now)  # the flood still counts as load
+            return True
+        return False
+
+    def _send_cookie_reply(self, data: bytes, src: Endpoint, now: float) -> None:
+        """Under load, a handshake message without a valid mac2 is answered with a cookie
+        (kernel: wg_packet_send_handshake_cookie, for initiations and responses alike), within
+        the cookie-reply limits: per source, then all sources together."""
+        budget = self.cookie_reply_budget
+        if not budget.has_token(now):
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
+            return
+        wait = self.cookie_reply_limiter.allow_or_wait(src[0], now)
+        if wait:
+            refused = self._cookie_refused_until
+            if len(refused) >= _REFUSED_SOURCES_MAX:
+                refused.clear()  # many flooding addresses: the memo only saves time
+            # a microsecond early rather than late: float rounding never refuses a token
+            refused[src[0]] = now + wait - 1e-6
+            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
+            return
+        budget.take(now)
+        sender_index = int.from_bytes(data[4:8], "little")
+        reply = self.cookie_checker.create_reply(data, sender_index, src, now, self.rng)
+        self.to_network.append((reply, src))
+        self.drops[DropReason.COOKIE_SENT if mac2_missing(data) else DropReason.BAD_MAC2] += 1
 
     def _receive_initiation(self, data: bytes, src: Endpoint, now: float) -> None:
         assert self.identity is not None

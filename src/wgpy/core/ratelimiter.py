@@ -66,14 +66,24 @@ def source_key(ip: bytes | str) -> bytes:
 
 
 class RateLimiter:
-    """Token buckets keyed by source address (see the module docstring)."""
+    """Token buckets keyed by source address (see the module docstring). The defaults are
+    the kernel's handshake limit; the device also keeps one for cookie replies."""
 
-    __slots__ = ("_entries", "_last_prune_ns", "max_entries")
+    __slots__ = ("_entries", "_last_prune_ns", "max_entries", "packet_cost", "token_max")
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        packets_per_second: int = PACKETS_PER_SECOND,
+        burst: int = PACKETS_BURSTABLE,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
+        if packets_per_second < 1 or burst < 1:
+            raise ValueError("a rate limit allows at least one packet per second and burst")
         self.max_entries = max_entries
+        self.packet_cost = _NSEC_PER_SEC // packets_per_second
+        self.token_max = self.packet_cost * burst
         # key -> [last seen (ns), tokens (ns)]
         self._entries: dict[bytes, list[int]] = {}
         self._last_prune_ns: int | None = None
@@ -97,19 +107,20 @@ class RateLimiter:
         self._maybe_prune(now_ns)
         key = source_key(ip)
         entry = self._entries.get(key)
+        cost = self.packet_cost
         if entry is not None:
             # "Quasi-inspired by nft_limit.c": the burst is part of the bucket's size.
             elapsed = max(0, now_ns - entry[_LAST_SEEN])
-            tokens = min(TOKEN_MAX, entry[_TOKENS] + elapsed)
+            tokens = min(self.token_max, entry[_TOKENS] + elapsed)
             entry[_LAST_SEEN] = now_ns
-            if tokens >= PACKET_COST:
-                entry[_TOKENS] = tokens - PACKET_COST
+            if tokens >= cost:
+                entry[_TOKENS] = tokens - cost
                 return 0.0
             entry[_TOKENS] = tokens
-            return (PACKET_COST - tokens) / _NSEC_PER_SEC
+            return (cost - tokens) / _NSEC_PER_SEC
         if len(self._entries) >= self.max_entries:
             return 1 / _NSEC_PER_SEC  # full: refuse new sources rather than grow without bound
-        self._entries[key] = [now_ns, TOKEN_MAX - PACKET_COST]
+        self._entries[key] = [now_ns, self.token_max - cost]
         return 0.0
 
     def _maybe_prune(self, now_ns: int) -> None:
@@ -132,3 +143,42 @@ class RateLimiter:
     def clear(self) -> None:
         self._entries.clear()
         self._last_prune_ns = None
+
+
+class TokenBucket:
+    """One bucket for everything: `packets_per_second`, up to `burst` at once (starts full).
+
+    The device bounds its cookie replies with it, all sources together, on top of their
+    per-source limit: a cookie reply costs an XChaCha20-Poly1305 seal, and many spoofed
+    sources must not buy the whole single thread with replies. Integer nanoseconds as in
+    RateLimiter, so the outcome does not depend on how often the bucket is looked at."""
+
+    __slots__ = ("_last_ns", "_tokens", "packet_cost", "token_max")
+
+    def __init__(self, packets_per_second: int, burst: int) -> None:
+        if packets_per_second < 1 or burst < 1:
+            raise ValueError("a token bucket allows at least one packet per second and burst")
+        self.packet_cost = _NSEC_PER_SEC // packets_per_second
+        self.token_max = self.packet_cost * burst
+        self._tokens = self.token_max
+        self._last_ns: int | None = None
+
+    def _refill(self, now: float) -> int:
+        now_ns = round(now * _NSEC_PER_SEC)
+        last = self._last_ns
+        if last is None or now_ns > last:
+            if last is not None:
+                self._tokens = min(self.token_max, self._tokens + now_ns - last)
+            self._last_ns = now_ns
+        return self._tokens
+
+    def has_token(self, now: float) -> bool:
+        """Would `take` succeed at `now`? (Takes nothing.)"""
+        return self._refill(now) >= self.packet_cost
+
+    def take(self, now: float) -> bool:
+        """One packet's token at `now`, if there is one."""
+        if self._refill(now) >= self.packet_cost:
+            self._tokens -= self.packet_cost
+            return True
+        return False

@@ -56,6 +56,11 @@ class ReplayWindow:
         limit would be accepted."""
         return self._last
 
+    def snapshot(self) -> tuple[int, tuple[int, ...]]:
+        """The window's whole state (the newest counter and the ring of seen bits), for
+        comparing: two equal snapshots accept and refuse exactly the same counters."""
+        return self._last, tuple(self._ring)
+
     def check(self, counter: int) -> bool:
         """Would `counter` be accepted now? Changes nothing: call before decrypting."""
         last = self._last

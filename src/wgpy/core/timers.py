@@ -14,6 +14,12 @@ when one of its deadlines moves earlier than the one it is already queued at.
     initiation sent                 wg_timers_handshake_initiated                 arm retransmit (5 s + jitter)
     handshake complete              wg_timers_handshake_complete                  cancel retransmit, attempts = 0
     session derived                 wg_timers_session_derived                     arm zero_key_material (540 s)
+    keep key fresh (send, receive)  wg_packet_send_queued_handshake_initiation    arm queued_initiation (now)
+
+The keep-key-fresh rule never sends an initiation itself: like the kernel, which queues it to
+its handshake worker, it arms QUEUED_INITIATION at `now` and the initiation leaves from the
+device's timer step, after the packets of the call that asked for it. A batch and the same
+packets one call at a time therefore put the same datagrams on the wire in the same order.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Timer(enum.IntEnum):
     NEW_HANDSHAKE = 2
     ZERO_KEY_MATERIAL = 3
     PERSISTENT_KEEPALIVE = 4
+    QUEUED_INITIATION = 5
 
 
 _INF = float("inf")
