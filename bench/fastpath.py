@@ -8,7 +8,7 @@ Python (wgpy._purepath), with raw OpenSSL as the floor:
 - the floor: `openssl speed -aead -evp chacha20-poly1305 -bytes N` (EVP init + AAD + update +
   final per message, in C, for the same padded length plus the 16-byte tag);
 - internet_checksum and checksums_valid per 1400 B segment (checksums_valid: what io/tun_gro.py
-  verifies per segment today, `_checksums_valid`, for comparison);
+  verifies per segment; the pure one is the code tun_gro had before it used the fast path);
 - tso_segment of a 64 KB TCPv4 super-packet into 1400 B segments (µs per super-packet).
 
 Best of R rounds; prints the load average, since the numbers mean little on a busy machine.
@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 
 from wgpy import _purepath
-from wgpy.io.tun_gro import _checksums_valid as tun_gro_checksums_valid
 
 try:
     from wgpy import _fastpath
@@ -112,12 +111,10 @@ def main() -> None:
     pure_sum = best(lambda: _purepath.internet_checksum(data), 2000, rounds)
     c_sum = best(lambda: _fastpath.internet_checksum(data), 2000, rounds) if _fastpath else None
     row("internet_checksum, 1420 B", pure_sum, c_sum)
-    today = best(lambda: tun_gro_checksums_valid(segment, 20, 6), 2000, rounds)
     pure_valid = best(lambda: _purepath.checksums_valid(segment, 20, 6), 2000, rounds)
     c_valid = (best(lambda: _fastpath.checksums_valid(segment, 20, 6), 2000, rounds)
                if _fastpath else None)
     row("checksums_valid, 1440 B segment", pure_valid, c_valid)
-    row("  (today: tun_gro._checksums_valid)", today, c_valid)
 
     payload = bytes(range(256)) * 250  # 64,000 B
     tcp = struct.pack("!HHIIBBHHH", 1000, 2000, 7, 9, 5 << 4, 0x18, 512, 0, 0)
