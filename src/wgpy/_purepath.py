@@ -89,8 +89,11 @@ def seal_run(context: AeadContext, receiver_index: int, counter: int,
         packets = packets[: max(available, 0)]
     out = []
     append = out.append
+    header = _header
+    nonce = _nonce
     for packet in packets:
-        packet = _contiguous(packet)
+        if packet.__class__ is not bytes:
+            packet = _contiguous(packet)
         length = len(packet)
         last_unit = length % mtu if mtu else length
         padded = (last_unit + 15) & ~15
@@ -98,7 +101,7 @@ def seal_run(context: AeadContext, receiver_index: int, counter: int,
             padded = mtu
         if padded != last_unit:
             packet = bytes(packet) + _ZERO_PADDING[: padded - last_unit]
-        append(_header(4, receiver_index, counter) + encrypt(_nonce(counter), packet, ad_bytes))
+        append(header(4, receiver_index, counter) + encrypt(nonce(counter), packet, ad_bytes))
         counter += 1
     return out
 
@@ -118,13 +121,16 @@ def open_run(context: AeadContext, datagrams: Sequence[Buffer],
         datagrams = list(datagrams)
     out: list[bytes | None] = []
     append = out.append
+    nonce = _nonce
+    counter_of = _counter
     for data in datagrams:
-        data = _contiguous(data)
+        if data.__class__ is not bytes:
+            data = _contiguous(data)
         if len(data) < 32:
             append(None)
             continue
         try:
-            append(decrypt(_nonce(_counter(data, 8)[0]), data[16:], ad_bytes))
+            append(decrypt(nonce(counter_of(data, 8)[0]), data[16:], ad_bytes))
         except InvalidTag:
             append(None)
     return out

@@ -190,7 +190,7 @@ def test_switch_follows_wgpy_pure(c) -> None:
     assert pure == ["python", "wgpy._purepath"]
 
 
-# --- the reference is today's inline code --------------------------------------------------
+# --- the reference is what the core did inline (Device._seal now calls the switch: C or it) --
 
 def _device_seal(packets: list[bytes], counter: int, mtu: int, send_key: bytes) -> list[bytes]:
     device = Device(rng=seeded_rng(5), mtu=mtu)
@@ -510,3 +510,39 @@ def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:
     assert impl.tso_segment(data) == [segment]
     plain = struct.pack("<BBHHHH", 0, 0, 0, 0, 0, 0) + segment
     assert impl.tso_segment(plain) == [segment]
+
+
+# --- the core through the fast path --------------------------------------------------------
+
+def test_a_received_run_gives_the_one_by_one_drop_reasons() -> None:
+    """The receive path opens a whole run in one call, then takes each datagram in order. A
+    forged copy of a counter accepted earlier in the same run, and a replay of it, are
+    replays (the kernel refuses them before decrypting), not decryption failures; the
+    same datagrams fed one by one count the same."""
+    from pairlib import Pair, ipv4_packet
+
+    from wgpy.errors import DropReason
+
+    counts = []
+    for batched in (True, False):
+        pair = Pair(seed=3)
+        pair.a.device.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"hi"), pair.now)
+        pair.deliver()
+        pair.a.device.send_packets([ipv4_packet("10.9.0.1", "10.9.0.2", bytes([i]) * 40)
+                                    for i in range(3)], pair.now)
+        first, second, third = [data for data, _ in pair.a.device.to_network]
+        pair.a.device.to_network = []
+        forged = first[:-1] + bytes([first[-1] ^ 1])
+        run = [(d, pair.a.endpoint) for d in (first, forged, second, first, third)]
+        device = pair.b.device
+        before = dict(device.drops)
+        if batched:
+            device.receive_datagrams(run, pair.now)
+        else:
+            for data, src in run:
+                device.receive_datagram(data, src, pair.now)
+        drops = {reason: count - before.get(reason, 0) for reason, count in device.drops.items()
+                 if count != before.get(reason, 0)}
+        assert drops == {DropReason.REPLAYED_COUNTER: 2}
+        counts.append(len(device.to_tun))
+    assert counts == [3, 3]
