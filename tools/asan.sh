@@ -3,7 +3,8 @@
 # of the package and runs the fastpath property tests against it (the python binary is not
 # instrumented, so libasan is preloaded; PYTHONMALLOC=malloc lets ASan see every object's
 # allocation, and the tests hand in exact-size array.array buffers so a one-byte overread is
-# caught). Any sanitizer report fails the run. Extra arguments go to pytest, e.g.
+# caught). Any sanitizer report fails the run. Extra arguments go to pytest (more test files
+# too, e.g. tests/unit/test_batches.py to run the core's properties on the sanitized build):
 #   tools/asan.sh --hypothesis-seed=3
 # Needs gcc's libasan/libubsan (Debian: libgcc-12-dev, installed with gcc).
 set -euo pipefail
