@@ -498,7 +498,8 @@ def test_padding_follows_an_mtu_set_after_start(topo: Topology, pair: str) -> No
     case and wireguard-go in the other, so the expected size is the reference's."""
     a_end, b_end = make_pair(topo, PAIRS[pair], mtu=1412)
     a_end.ns.ping(b_end.ip4, count=2)  # handshake done, sessions confirmed
-    time.sleep(1.2)  # the daemon looks at the interface's MTU once a second
+    time.sleep(1.2)  # (wgpy follows MTU events at once: test_sticky_source.py; this waits for
+    # wireguard-go as the sender)
     before = topo.wg_dump(a_end.ns, a_end.ifname).peers[b_end.public_key].tx_bytes
     a_end.ns.run(["ping", "-n", "-q", "-c", "1", "-s", str(1410 - 28), "-W", "2", b_end.ip4])
     after = topo.wg_dump(a_end.ns, a_end.ifname).peers[b_end.public_key].tx_bytes

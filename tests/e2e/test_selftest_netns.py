@@ -74,21 +74,8 @@ BIG_MTU = 34816 - 1500 + ORIG_MTU  # netns.sh's big_mtu
 # Implementation -> test name -> (the sides on which that implementation makes the test fail,
 # reason). The test is then xfail(strict=True): it errors as soon as the bug is fixed, and
 # whoever fixed it deletes the entry.
-ISSUE_13 = "issue #13"
-STICKY = (f"{ISSUE_13}: wgpy replies from the routing's choice of source address, not from "
-          "the address the peer sent to (no IP_PKTINFO / IPV6_RECVPKTINFO sticky source)")
 KNOWN_FAILURES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "wgpy": {
-        "test_reply_to_sender_ipv4": ((0,), STICKY),
-        "test_reply_to_sender_ipv6": ((0,), STICKY),
-        "test_inbound_address_on_another_interface": ((0,), STICKY),
-        "test_route_mtu_padding_follows_interface_mtu": (
-            (0, 1), (f"{ISSUE_13}: wgpy reads the interface MTU once a second; for up to a "
-                    "second after a change it pads for the old MTU")),
-        "test_mtu_followed_after_interface_moved": (
-            (0, 1), ("not in #13: wgpy reads the MTU by the interface's name in its own "
-                     "namespace (SIOCGIFMTU), which fails (ENODEV) once the interface was moved "
-                     "into another namespace: it pads for the MTU it started with, for good")),
     },
     # Debian's wireguard-go 0.0.20220316, for runs against it
     "wireguard-go": {

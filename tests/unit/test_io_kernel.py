@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import subprocess
+import time
 import traceback
 from collections.abc import Callable
 
@@ -164,8 +165,9 @@ def _exchange(bind: udp.UdpBind, host: str) -> None:
                 break
             wait_readable(sock.fileno())
         peer_addr = peer.getsockname()[:2]
-        assert out == [(b"one", peer_addr), (b"two", peer_addr)]
-        assert all(type(src) is tuple and len(src) == 2 for _, src in out)
+        assert [(data, src[:2]) for data, src in out] == [(b"one", peer_addr), (b"two", peer_addr)]
+        # the third item is the local address the datagram arrived at (in_pktinfo/in6_pktinfo)
+        assert all(type(src) is tuple and udp.source_address(src[2])[0] == host for _, src in out)
         bind.send_batch([(b"back", peer_addr)])
         peer.settimeout(2)
         data, addr = peer.recvfrom(100)
@@ -265,8 +267,240 @@ def test_udp_gso_send_and_gro_receive_split_into_the_original_datagrams() -> Non
             if len(out) >= len(datagrams):
                 break
         assert [d for d, _ in out] == [d for d, _ in datagrams]
-        assert all(src == ("127.0.0.1", sender.port) for _, src in out)
+        assert all(src[:2] == ("127.0.0.1", sender.port) for _, src in out)
         sender.close()
         receiver.close()
+
+    in_new_netns(body)
+
+
+def _addresses_on_lo(*addresses: str) -> None:
+    for address in addresses:
+        prefix = "/128" if ":" in address else "/32"
+        subprocess.run(["ip", "addr", "add", address + prefix, "dev", "lo", "nodad"]
+                       if ":" in address else ["ip", "addr", "add", address + prefix, "dev", "lo"],
+                       check=True)
+
+
+def _receive(bind: udp.UdpBind, sock: socket.socket, count: int) -> list:
+    out: list = []
+    for _ in range(20):
+        wait_readable(sock.fileno())
+        bind.receive_batch(sock, out, 64)
+        if len(out) >= count:
+            break
+    return out
+
+
+def _sticky_source_round(gro: bool, first: str, second: str) -> None:
+    """A peer at `first` sends to our `second` address; replies come from `second` (the routing
+    would pick `first`, the destination's own address); once `second` is gone they come from
+    the routing's choice and the source is reported stale."""
+    family = socket.AF_INET6 if ":" in first else socket.AF_INET
+    bind = udp.UdpBind(want_gso=gro, want_gro=gro)
+    bind.open(0)
+    sock = bind.sock6 if family == socket.AF_INET6 else bind.sock4
+    with socket.socket(family, socket.SOCK_DGRAM) as peer:
+        peer.bind((first, 0))
+        peer.settimeout(2)
+        for i in range(4):
+            peer.sendto(bytes([i]) * 500, (second, bind.port))
+        out = _receive(bind, sock, 4)
+        assert len(out) == 4
+        src = out[0][1]
+        assert src[:2] == peer.getsockname()[:2]
+        assert udp.source_address(src[2])[0] == second
+        # a single reply, then a batch (a GSO run when the kernel has it) to the same endpoint
+        assert bind.send(b"single", src)
+        bind.send_batch([(b"r" * 600, src)] * 3)
+        for expected in [b"single"] + [b"r" * 600] * 3:
+            data, addr = peer.recvfrom(2000)
+            assert (data, addr[0]) == (expected, second)
+        # the address leaves the host: the send goes out from the routing's choice
+        subprocess.run(["ip", "addr", "del", second + ("/128" if ":" in second else "/32"),
+                        "dev", "lo"], check=True)
+        assert bind.send(b"fallback", src)
+        data, addr = peer.recvfrom(2000)
+        assert data == b"fallback" and addr[0] != second
+        bind.send_batch([(b"f" * 600, src)] * 3)
+        for _ in range(3):
+            data, addr = peer.recvfrom(2000)
+            assert data == b"f" * 600 and addr[0] != second
+        assert bind.stale_sources == {src[2]}
+        assert bind.send_errors == 0
+    bind.close()
+    _addresses_on_lo(second)  # for the next round
+
+
+def test_udp_replies_come_from_the_address_the_peer_sent_to() -> None:
+    def body() -> None:
+        _addresses_on_lo("10.7.0.1", "10.7.0.2", "fd00:7::1", "fd00:7::2")
+        for gro in (False, True):
+            _sticky_source_round(gro, "10.7.0.1", "10.7.0.2")
+            _sticky_source_round(gro, "fd00:7::1", "fd00:7::2")
+
+    in_new_netns(body)
+
+
+def test_route_events_and_source_checks_against_the_kernel() -> None:
+    from wgpy.io.rtnl import RouteEvents, SourceChecker
+
+    def body() -> None:
+        subprocess.run(["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                       check=True)
+        for command in (["ip", "link", "set", "va", "up"], ["ip", "link", "set", "vb", "up"],
+                        ["ip", "addr", "add", "10.8.0.1/24", "dev", "va"],
+                        ["ip", "addr", "add", "fd00:8::1/64", "dev", "va", "nodad"]):
+            subprocess.run(command, check=True)
+        va, vb = socket.if_nametoindex("va"), socket.if_nametoindex("vb")
+        events = RouteEvents(va)
+        subprocess.run(["ip", "link", "set", "va", "mtu", "1300"], check=True)
+        subprocess.run(["ip", "link", "set", "vb", "mtu", "1280"], check=True)
+        wait_readable(events.fileno())
+        changes = events.read()
+        assert changes.mtu == 1300  # vb's 1280 is not ours
+        # (no check that nothing else changed: va's link-local address may finish DAD now)
+        subprocess.run(["ip", "addr", "add", "10.8.0.5/24", "dev", "va"], check=True)
+        wait_readable(events.fileno())
+        assert events.read().addresses_or_routes
+        events.close()
+
+        def v4(ifindex: int, address: str) -> bytes:
+            packed = socket.inet_aton(address)
+            return struct.pack("i", ifindex) + packed + packed
+
+        def v6(address: str) -> bytes:
+            return socket.inet_pton(socket.AF_INET6, address) + bytes(4)
+
+        checker = SourceChecker()
+        checker.refresh()
+        assert checker.still_valid("10.8.0.2", v4(va, "10.8.0.1"))
+        assert checker.still_valid("10.8.0.2", v4(va, "10.8.0.5"))
+        assert not checker.still_valid("10.8.0.2", v4(va, "10.8.0.9"))  # not ours
+        assert not checker.still_valid("10.8.0.2", v4(vb, "10.8.0.1"))  # route moved
+        assert checker.still_valid("fd00:8::2", v6("fd00:8::1"))
+        assert not checker.still_valid("fd00:8::2", v6("fd00:8::9"))
+        subprocess.run(["ip", "addr", "del", "10.8.0.1/24", "dev", "va"], check=True)
+        checker.refresh()
+        assert not checker.still_valid("10.8.0.2", v4(va, "10.8.0.1"))
+        checker.close()
+
+    in_new_netns(body)
+
+
+def test_the_mtu_is_followed_after_the_interface_moved_to_another_namespace() -> None:
+    """netns.sh's setup: the daemon stays in its namespace, its interface moves to another.
+    The loop's link socket sees it leave (RTM_DELLINK), is re-made where it went, and follows
+    the MTU there; current_mtu (the fallback poll) asks there too. Before, both asked the
+    daemon's own namespace (SIOCGIFMTU by name: ENODEV) and the MTU stayed 1420 for good."""
+    import collections
+
+    from wgpy.io.loop import DeviceLoop
+    from wgpy.io.memory import MemoryNetwork, MemoryUdp
+
+    class Device:
+        def __init__(self) -> None:
+            self.peers: dict = {}
+            self.to_network: list = []
+            self.to_tun: list = []
+            self.drops: collections.Counter = collections.Counter()
+            self.mtu = 1420
+
+    def body() -> None:
+        other = f"wgpy-unit-moved-{os.getpid()}"
+        tun = TunDevice.create("wgmv0", 1420)
+        device = Device()
+        udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
+        udp.open(51820)
+        loop = DeviceLoop(device, tun, udp, clock=lambda: 1000.0)
+        subprocess.run(["ip", "netns", "add", other], check=True)
+        try:
+            loop.watch_route_events()
+            subprocess.run(["ip", "link", "set", "wgmv0", "mtu", "1400"], check=True)
+            loop.run_once(0.5)
+            assert device.mtu == 1400
+            subprocess.run(["ip", "link", "set", "wgmv0", "netns", other], check=True)
+            loop.run_once(0.5)  # the link left: its socket is re-made in `other`
+            assert tun.current_mtu() == 1400
+            for mtu in (1300, 1380):
+                subprocess.run(["ip", "-n", other, "link", "set", "wgmv0", "mtu", str(mtu)],
+                               check=True)
+                for _ in range(10):
+                    loop.run_once(0.2)
+                    if device.mtu == mtu:
+                        break
+                assert device.mtu == mtu
+                assert tun.current_mtu() == mtu
+            # and back again: the link's index may change with each move
+            subprocess.run(["ip", "-n", other, "link", "set", "wgmv0", "netns",
+                            str(os.getpid())], check=True)
+            loop.run_once(0.5)
+            subprocess.run(["ip", "link", "set", "wgmv0", "mtu", "1320"], check=True)
+            for _ in range(10):
+                loop.run_once(0.2)
+                if device.mtu == 1320:
+                    break
+            assert device.mtu == 1320
+            # watching it there must not keep that namespace alive: deleted, it takes the
+            # interface with it (a socket made inside it would hold it, and the daemon would
+            # never learn its interface is gone)
+            subprocess.run(["ip", "link", "set", "wgmv0", "netns", other], check=True)
+            loop.run_once(0.5)
+            subprocess.run(["ip", "netns", "del", other], check=True)
+            deadline = time.monotonic() + 10  # (the kernel cleans a namespace up later)
+            while time.monotonic() < deadline:
+                loop.run_once(0.1)
+                time.sleep(0.05)
+                try:
+                    os.close(tun.netns_fd())  # (an open fd would hold the namespace too)
+                except OSError as e:
+                    assert e.errno == errno.EBADFD
+                    break
+            else:
+                raise AssertionError("the interface outlived its deleted namespace")
+        finally:
+            loop.close()
+            tun.close()
+            subprocess.run(["ip", "netns", "del", other], check=False, capture_output=True)
+
+    in_new_netns(body)
+
+
+def test_udp_send_to_a_full_buffer_drops_and_counts_instead_of_blocking() -> None:
+    """A qdisc that holds every datagram (tbf at 8 kbit/s) fills the socket's send buffer; the
+    next sends must come back at once, counted as SEND_BUFFER_FULL. (A blocking send would wait
+    minutes here: the alarm turns that into a failure.)"""
+    import signal
+
+    from wgpy.errors import DropReason
+
+    def body() -> None:
+        for command in (["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                        ["ip", "link", "set", "va", "up"], ["ip", "link", "set", "vb", "up"],
+                        ["ip", "addr", "add", "10.8.0.1/24", "dev", "va"],
+                        ["ip", "neigh", "add", "10.8.0.2", "lladdr", "02:00:00:00:00:02",
+                         "dev", "va"],
+                        ["tc", "qdisc", "add", "dev", "va", "root", "tbf", "rate", "8kbit",
+                         "burst", "1600", "limit", "100000000"]):
+            subprocess.run(command, check=True)
+        bind = udp.UdpBind(want_gso=True)
+        bind.open(0)
+        bind.sock4.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+
+        def blocked(_signum: int, _frame: object) -> None:
+            raise AssertionError("a UDP send blocked the loop")
+
+        signal.signal(signal.SIGALRM, blocked)
+        signal.alarm(10)
+        try:
+            for _ in range(20):
+                bind.send(b"x" * 1000, ("10.8.0.2", 9))
+            bind.send_batch([(b"y" * 1000, ("10.8.0.2", 9))] * 20)  # a GSO run when available
+        finally:
+            signal.alarm(0)
+        dropped = bind.drops[DropReason.SEND_BUFFER_FULL]
+        assert 20 <= dropped < 40, dropped
+        assert bind.send_errors == 0
+        bind.close()
 
     in_new_netns(body)

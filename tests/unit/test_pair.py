@@ -295,3 +295,28 @@ def test_events_tell_the_story_of_a_handshake_and_a_roam():
     assert [e.kind for e in pair.b.device.events] == [EventKind.ENDPOINT_CHANGED]
     # bounded: nobody reading them cannot make them grow without limit
     assert pair.b.device.events.maxlen is not None
+
+
+def test_staged_packets_follow_the_datagram_that_confirms_the_session():
+    """The responder's staged packets leave when the initiator's first data confirms the
+    session; if that datagram came from a new address, they go there (kernel
+    wg_packet_consume_data_done: the endpoint is set before the staged packets are sent)."""
+    pair = Pair(b_knows_a_endpoint=True)
+    a, b = pair.a.device, pair.b.device
+    a.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"first"), pair.now)
+    (initiation, _), = a.to_network
+    a.to_network = []
+    b.receive_datagram(initiation, pair.a.endpoint, pair.now)
+    (response, _), = b.to_network
+    b.to_network = []
+    reply = ipv4_packet("10.9.0.2", "10.9.0.1", b"staged at the responder")
+    b.send_packet(reply, pair.now)  # the session is not confirmed yet: staged
+    b.to_network = [(d, e) for d, e in b.to_network if d[0] != 1]  # (its own initiation)
+    assert b.to_network == []
+    a.receive_datagram(response, pair.b.endpoint, pair.now)
+    (data, _), = a.to_network  # A's staged "first" on the new session
+    a.to_network = []
+    new_endpoint = ("198.51.100.7", 40000)  # A's NAT mapping changed meanwhile
+    b.receive_datagram(data, new_endpoint, pair.now)
+    sent = [(d, e) for d, e in b.to_network if d[0] == 4]
+    assert sent and all(e == new_endpoint for _, e in sent), sent

@@ -291,6 +291,10 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
         log.error("Failed to bind UDP: %s", e)
         return EXIT_SETUP_FAILED
     loop = DeviceLoop(device, tun, net, clock=time.monotonic)
+    try:
+        loop.watch_route_events()
+    except OSError as e:
+        log.warning("Cannot follow link and route changes (%s); polling the MTU", e.strerror)
     handler = DeviceUapi(device, loop, time.monotonic, after_set=loop.flush)
     server = UapiServer(listener, path, handler, loop)
 

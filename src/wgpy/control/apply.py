@@ -29,6 +29,7 @@ import hmac
 from typing import Any, Protocol
 
 from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
+from wgpy.core.peer import remote_address
 from wgpy.io.clock import wall_clock_of
 
 _ZERO_KEY = bytes(32)
@@ -135,7 +136,7 @@ def device_state(device: Any) -> DeviceState:
             PeerState(
                 public_key=peer.public_key,
                 preshared_key=peer.preshared_key,
-                endpoint=peer.endpoint,
+                endpoint=None if peer.endpoint is None else remote_address(peer.endpoint),
                 persistent_keepalive=peer.persistent_keepalive,
                 allowed_ips=list(device.allowed_ips.entries_for(peer)),
                 rx_bytes=peer.rx_bytes,

@@ -81,7 +81,7 @@ def source_bytes(src: Endpoint) -> bytes:
 
     An IPv4-mapped IPv6 address (from a dual-stack socket) counts as the IPv4 address, and an
     IPv6 zone ("%eth0") is dropped, so a client gets the same cookie whichever socket saw it."""
-    host, port = src
+    host, port = src[0], src[1]  # (a third item, the local source, is not part of it)
     address = ip_address(host.split("%", 1)[0])
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.packed + port.to_bytes(2, "big")

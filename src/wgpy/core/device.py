@@ -248,6 +248,7 @@ class Device:
                 self.events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
             else:
                 timers.handshake_attempts += 1
+                peer.forget_source()  # in case the cached source is why (as the kernel)
                 self._send_initiation(peer, now, retry=True)
         elif timer is Timer.SEND_KEEPALIVE:
             self._send_keepalive(peer, now)
@@ -256,6 +257,7 @@ class Device:
                 self._arm(peer, Timer.SEND_KEEPALIVE, keepalive_deadline(now))
         elif timer is Timer.NEW_HANDSHAKE:
             # we sent data and heard nothing back for KEEPALIVE + REKEY_TIMEOUT
+            peer.forget_source()
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
@@ -614,16 +616,19 @@ class Device:
                 newest = counter
             # authenticated from here on
             if not authenticated:
-                self._authenticated_run(keypair, now)
                 endpoint = peer.endpoint
-            authenticated += 1
-            run_bytes += len(data)
             if src is not endpoint:  # (datagrams of one GRO read share one src object)
                 if src != endpoint:  # roaming: follow authenticated packets only
                     if endpoint is not None:
                         events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
                     peer.endpoint = src
                 endpoint = src
+            if not authenticated:
+                # after the endpoint, as the kernel (consume_data_done): staged packets that
+                # confirming a new session releases go where the confirming datagram came from
+                self._authenticated_run(keypair, now)
+            authenticated += 1
+            run_bytes += len(data)
             if not plaintext:
                 continue  # keepalive
             run_data_packets += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 
 from wgpy.constants import MAX_STAGED_PACKETS
 from wgpy.core.cookie import CookieGenerator
@@ -10,7 +11,13 @@ from wgpy.core.keypair import Keypairs
 from wgpy.core.noise import ZERO_KEY, Handshake
 from wgpy.core.timers import PeerTimers
 
-Endpoint = tuple[str, int]
+# Where a peer is: the remote (host, port), and -- once an authenticated datagram from it arrived
+# through an IO layer that reports the local address it arrived at -- that local source as a third
+# item (host, port, source). The source is opaque to the core (the IO layer makes it and sends
+# from it again: the kernel's "sticky" endpoint src4/src6). The three items are compared together,
+# so a datagram that arrives at another local address moves the endpoint as roaming does, and only
+# after authentication. `wg set ... endpoint` stores a bare (host, port): no source.
+Endpoint = tuple[str, int] | tuple[str, int, bytes]
 
 
 class Peer:
@@ -47,6 +54,13 @@ class Peer:
         self.handshake_index = 0  # our index of the pending handshake, 0 = none
         self.protocol_version = 1
 
+    def forget_source(self) -> None:
+        """Send from the routing's choice of local address until the next authenticated datagram
+        (kernel: wg_socket_clear_peer_endpoint_src)."""
+        endpoint = self.endpoint
+        if endpoint is not None and len(endpoint) > 2:
+            self.endpoint = (endpoint[0], endpoint[1])
+
     @property
     def preshared_key(self) -> bytes:
         return self.handshake.preshared_key
@@ -66,3 +80,20 @@ class Peer:
 
     def __repr__(self) -> str:  # never print keys: a short fingerprint only
         return f"<Peer {self.public_key[:4].hex()}…>"
+
+
+def remote_address(endpoint: Endpoint) -> tuple[str, int]:
+    """The (host, port) of an endpoint, without the local source the IO layer may have added."""
+    return (endpoint[0], endpoint[1]) if len(endpoint) > 2 else endpoint  # type: ignore[return-value]
+
+
+def forget_sources(peers: Iterable[Peer], stale: Callable[[Endpoint], bool]) -> int:
+    """`forget_source` for every peer whose endpoint has a source and `stale(endpoint)` says it
+    no longer works (the address left the host, the route moved); returns how many."""
+    forgotten = 0
+    for peer in peers:
+        endpoint = peer.endpoint
+        if endpoint is not None and len(endpoint) > 2 and stale(endpoint):
+            peer.endpoint = (endpoint[0], endpoint[1])
+            forgotten += 1
+    return forgotten

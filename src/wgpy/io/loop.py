@@ -17,6 +17,11 @@ The loop waits on `select.epoll` itself rather than through `selectors`: a wake-
 packet (ping) costs a few microseconds less without the selector's key objects and mask
 translation, and the hot file descriptors dispatch straight to a bound method.
 
+The netlink sockets of rtnl.py (when the daemon asks for them, `watch_route_events`) bring link,
+address and route changes: the TUN's MTU is followed the moment it changes, also after the
+interface was moved to another namespace (its link socket is re-made where it went), and the
+peers' cached source addresses (udp.py) are re-checked.
+
 Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
 `add_reader`/`set_events` (`selectors.EVENT_READ`/`EVENT_WRITE` masks, as before).
 
@@ -30,6 +35,7 @@ repeats per packet must not become a log line per packet.
 from __future__ import annotations
 
 import collections
+import errno
 import gc
 import logging
 import select
@@ -42,8 +48,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from wgpy.control.model import Endpoint
+from wgpy.core.peer import forget_sources
 from wgpy.errors import DropReason
 from wgpy.io.ratelog import RateLimitedLog
+from wgpy.io.rtnl import ADDRESS_AND_ROUTE_GROUPS, RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone, TunDropped
 
 log = logging.getLogger("wgpy.io.loop")
@@ -53,6 +61,10 @@ log = logging.getLogger("wgpy.io.loop")
 # no better than 128; paced UDP the same within noise.
 BATCH = 128
 HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow checks
+# After an address or route change every cached source is checked against the host's addresses
+# (one dump), and up to this many also with a route lookup each (~40 us): a larger device only
+# notices a route that moved to another interface by the peer's next packet.
+SOURCE_ROUTE_CHECKS_MAX = 1024
 
 
 class TunLike(Protocol):
@@ -69,6 +81,8 @@ class TunLike(Protocol):
 
 class NetLike(Protocol):
     port: int
+    drops: collections.Counter  # the loop shares the core's counter
+    stale_sources: set  # local sources a send found gone (see udp.py)
 
     def sockets(self) -> list[Any]: ...
     def open(self, port: int) -> int: ...
@@ -109,8 +123,14 @@ class DeviceLoop:
         self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self._route_events: RouteEvents | None = None  # addresses and routes, our namespace
+        self._link_events: RouteEvents | None = None  # the TUN's link, in its namespace
+        self._source_checker: SourceChecker | None = None
         self.faults = RateLimitedLog(log, clock)
         device.wall_offset = wall_clock() - clock()
+        drops = getattr(device, "drops", None)
+        if drops is not None:
+            net.drops = drops  # e.g. SEND_BUFFER_FULL, counted by the UDP bind
         self._register(tun, select.EPOLLIN, self._on_tun_readable, False)
         self._register_sockets()
 
@@ -182,6 +202,87 @@ class DeviceLoop:
     def set_mark(self, mark: int) -> None:
         self.net.set_mark(mark)
 
+    def watch_route_events(self) -> None:
+        """Follow the TUN's MTU and re-check the sticky source addresses the moment links,
+        addresses or routes change (rtnl.py). Without it the MTU is polled once per
+        housekeeping round."""
+        self._route_events = RouteEvents(0, ADDRESS_AND_ROUTE_GROUPS)
+        self.add_reader(self._route_events, self._on_route_events)
+        self._watch_link()
+
+    def _watch_link(self) -> None:
+        """(Re)make the TUN's link socket in the namespace the interface is in now, then read
+        its MTU: a change made before (wgpy-quick sets the MTU right after starting us; a move
+        to another namespace) brought no event to this socket, and no later one can be missed."""
+        if self._link_events is not None:
+            self.remove(self._link_events)
+            self._link_events.close()
+            self._link_events = None
+        open_link_events = getattr(self.tun, "link_events", None)
+        if open_link_events is not None:
+            try:
+                self._link_events = open_link_events()
+            except OSError as e:  # (EBADFD: the link was deleted; the TUN reader ends the loop)
+                log.log(logging.DEBUG if e.errno in (errno.EBADFD, errno.ENODEV)
+                        else logging.WARNING,
+                        "Cannot follow the interface's link events (%s); polling its MTU",
+                        e.strerror)
+            else:
+                self.add_reader(self._link_events, self._on_link_events)
+        self._follow_mtu()
+
+    def _on_route_events(self) -> None:
+        events = self._route_events
+        assert events is not None
+        changes = events.read()
+        if changes.addresses_or_routes or changes.overrun:
+            self._recheck_sources()
+
+    def _on_link_events(self) -> None:
+        events = self._link_events
+        assert events is not None
+        changes = events.read()
+        if changes.link_left or changes.overrun:
+            # moved to another namespace (or deleted), or events were lost (a move among
+            # them?): find the interface where it is now and read its MTU there
+            log.debug("re-reading the interface's namespace and MTU (%s)",
+                      "it left" if changes.link_left else "events lost")
+            self._watch_link()
+            return
+        if changes.mtu is not None and changes.mtu != self.device.mtu:
+            log.debug("MTU of the interface is now %d", changes.mtu)
+            self.device.mtu = changes.mtu
+
+    def _recheck_sources(self) -> None:
+        """Forget the cached sources the kernel would no longer send from (rtnl.py)."""
+        peers = self.device.peers.values()
+        cached = sum(1 for p in peers if p.endpoint is not None and len(p.endpoint) > 2)
+        if not cached:
+            return
+        check_routes = cached <= SOURCE_ROUTE_CHECKS_MAX
+        try:
+            if self._source_checker is None:
+                self._source_checker = SourceChecker()
+            checker = self._source_checker
+            checker.refresh()
+            verdicts: dict[tuple[str, bytes], bool] = {}
+
+            def stale(endpoint: tuple) -> bool:
+                key = (endpoint[0], endpoint[2])
+                verdict = verdicts.get(key)
+                if verdict is None:
+                    verdict = verdicts[key] = not checker.still_valid(*key, check_routes)
+                return verdict
+
+            forgotten = forget_sources(peers, stale)
+        except Exception:
+            # cannot ask the routing table: forgetting is safe (routing's choice until the
+            # peer's next packet), keeping a dead source is not
+            log.exception("checking the cached source addresses failed; forgetting them")
+            forgotten = forget_sources(peers, lambda _endpoint: True)
+        if forgotten:
+            log.debug("forgot %d cached source address(es) after a route change", forgotten)
+
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -244,7 +345,12 @@ class DeviceLoop:
         if device.to_network:
             datagrams = device.to_network
             device.to_network = []
-            self.net.send_batch(datagrams)
+            net = self.net
+            net.send_batch(datagrams)
+            if net.stale_sources:  # a source address left the host: sent without, forget it
+                stale = net.stale_sources
+                forget_sources(device.peers.values(), lambda endpoint: endpoint[2] in stale)
+                stale.clear()
         if device.to_tun:
             packets = device.to_tun
             device.to_tun = []
@@ -344,7 +450,8 @@ class DeviceLoop:
             self.device.mtu = mtu
 
     def _housekeeping(self) -> None:
-        self._follow_mtu()
+        if self._link_events is None:
+            self._follow_mtu()
         # the core stamps handshake initiations (TAI64N) with now + wall_offset; follow the
         # wall clock when it is set
         self.device.wall_offset = self.wall_clock() - self.clock()
@@ -376,6 +483,13 @@ class DeviceLoop:
                 self._unexpected(callback)
 
     def close(self) -> None:
+        for events in (self._route_events, self._link_events):
+            if events is not None:
+                events.close()
+        self._route_events = self._link_events = None
+        if self._source_checker is not None:
+            self._source_checker.close()
+            self._source_checker = None
         self._epoll.close()
         self._handlers.clear()
         if self._signal_socks is not None:

@@ -159,6 +159,8 @@ class MemoryUdp:
         self.sent: list[tuple[bytes, Endpoint]] = []  # everything sent, for assertions
         self._sock: _MemorySocket | None = None
         self.refuse_ports: set[int] = set()  # ports that fail with "address in use"
+        self.drops: collections.Counter = collections.Counter()
+        self.stale_sources: set[bytes] = set()  # never filled: memory sends have no source
 
     def sockets(self) -> list[_MemorySocket]:
         return [self._sock] if self._sock is not None else []

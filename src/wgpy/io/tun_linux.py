@@ -24,6 +24,13 @@ import os
 import socket
 import struct
 
+from wgpy.io.rtnl import (
+    RTMGRP_LINK,
+    RouteEvents,
+    link_index_and_mtu,
+    namespace_id,
+    same_namespace,
+)
 from wgpy.io.tun_gro import coalesce
 
 # linux/if_tun.h
@@ -32,6 +39,7 @@ TUNGETIFF = 0x800454D2
 TUNGETFEATURES = 0x800454CF
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
+TUNGETDEVNETNS = 0x54E3  # _IO('T', 227): an fd of the namespace the interface is in now
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -106,11 +114,58 @@ class TunDevice:
 
     def current_mtu(self) -> int | None:
         """The interface's MTU now (it changes under us: wg-quick sets it after we start),
-        or None if it cannot be read (the link is gone)."""
+        or None if it cannot be read (the link is gone). Asked over netlink in the namespace
+        the interface is in now: it may have been moved out of ours (rtnl.py)."""
         try:
-            return get_mtu(self.name)
+            netns = self._current_netns()
+            try:
+                return link_index_and_mtu(self.current_name(), netns)[1]
+            finally:
+                if netns is not None:
+                    os.close(netns)
         except OSError:
             return None
+
+    def netns_fd(self) -> int:
+        """A new fd of the network namespace the interface is in now (TUNGETDEVNETNS);
+        EBADFD once the interface is deleted."""
+        return fcntl.ioctl(self.fd, TUNGETDEVNETNS)
+
+    def _current_netns(self) -> int | None:
+        """`netns_fd()`, or None (our own namespace) where the kernel cannot say: before
+        Linux 5.2 (ENOTTY/EINVAL), or without CAP_NET_ADMIN there (EPERM)."""
+        try:
+            return self.netns_fd()
+        except OSError as e:
+            if e.errno in _LINK_GONE_ERRNOS:
+                raise
+            return None
+
+    def current_name(self) -> str:
+        """The interface's name now (TUNGETIFF: `ip link set name` may have changed it)."""
+        out = fcntl.ioctl(self.fd, TUNGETIFF, bytes(_ifreq_flags.size))
+        return _ifreq_flags.unpack(out)[0].rstrip(b"\0").decode()
+
+    def link_events(self) -> RouteEvents:
+        """A netlink socket following this interface's link messages (its MTU, its leaving:
+        deleted or moved) from the namespace it is in now (rtnl.py). Subscribed before the
+        interface's index there is looked up, so no change in between goes unseen."""
+        netns = self._current_netns()
+        try:
+            # (listening to all namespaces only when needed: it takes CAP_NET_BROADCAST)
+            foreign = netns is not None and not same_namespace(netns)
+            events = RouteEvents(0, RTMGRP_LINK, all_namespaces=foreign)
+            try:
+                if foreign:
+                    events.nsid = namespace_id(netns)
+                events.ifindex = link_index_and_mtu(self.current_name(), netns)[0]
+            except BaseException:
+                events.close()
+                raise
+        finally:
+            if netns is not None:
+                os.close(netns)
+        return events
 
     # --- opening ---------------------------------------------------------------------
 

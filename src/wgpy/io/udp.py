@@ -5,8 +5,19 @@ The IPv4 socket binds the listen port (0 = the kernel picks one) and the IPv6 so
 is retried. A host without IPv6 runs IPv4 only. SO_MARK applies the fwmark, also to sockets
 already bound.
 
-Sockets stay in blocking mode for sends (a full send buffer waits for the wire briefly instead
-of dropping), receives use MSG_DONTWAIT so a batch is read until EAGAIN.
+Sends never block the single loop: they use MSG_DONTWAIT, and a datagram that finds the send
+buffer full is dropped and counted (DropReason.SEND_BUFFER_FULL) instead of stalling reception,
+timers and the UAPI, as the kernel drops when its queues are full. Receives use MSG_DONTWAIT too,
+so a batch is read until EAGAIN.
+
+Sticky source (the kernel's endpoint src4/src6): each datagram is received with the local
+address it was sent to (IP_PKTINFO / IPV6_RECVPKTINFO), reported as a third item of its source,
+(host, port, source), where `source` is the kernel's in_pktinfo / in6_pktinfo as received. The
+core keeps it in the peer's endpoint, so replies carry it back here and go out from that address
+(an IP_PKTINFO / IPV6_PKTINFO cmsg on sendmsg; the interface index is left to routing, except for
+an IPv6 link-local source). A send that the kernel refuses because the address is no longer
+local (ENETUNREACH for IPv4, EINVAL for IPv6) is retried from the routing's choice, and the source
+is remembered in `stale_sources` for the loop to drop from the core's endpoints.
 
 Offloads, detected at open and off unless asked for:
 - UDP_SEGMENT (GSO): several equal-sized datagrams to one destination in one sendmsg.
@@ -20,9 +31,11 @@ import ipaddress
 import logging
 import socket
 import struct
+from collections import Counter
 from collections.abc import Iterable
 
 from wgpy.control.model import Endpoint
+from wgpy.errors import DropReason
 
 log = logging.getLogger("wgpy.io.udp")
 
@@ -38,7 +51,17 @@ GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
 GSO_MAX_BYTES = 65000
 _u16 = struct.Struct("H")
 _int = struct.Struct("i")
-_GRO_CMSG_SPACE = socket.CMSG_SPACE(_int.size)
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+IN_PKTINFO_SIZE = 12  # int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr
+IN6_PKTINFO_SIZE = 20  # in6_addr ipi6_addr; int ipi6_ifindex
+_PKTINFO_CMSG_SPACE = socket.CMSG_SPACE(IN6_PKTINFO_SIZE)
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(_int.size) + _PKTINFO_CMSG_SPACE
+_NO_IFINDEX = bytes(4)
+_SOURCE_CMSG_CACHE_MAX = 4096
+# sendmsg from a source address that is no longer local: IPv4 says ENETUNREACH, IPv6 EINVAL
+_SOURCE_GONE = (errno.ENETUNREACH, errno.EINVAL, errno.EADDRNOTAVAIL)
 
 
 def normalize_endpoint(addr: tuple) -> Endpoint:
@@ -47,6 +70,28 @@ def normalize_endpoint(addr: tuple) -> Endpoint:
     if host.startswith("::ffff:") and "." in host:
         host = host[7:]
     return host, addr[1]
+
+
+def source_cmsg(source: bytes) -> tuple[int, int, bytes] | None:
+    """The cmsg that sends from `source` (a received in_pktinfo / in6_pktinfo), or None if it is
+    neither. Like the kernel, the address is fixed and the routing picks the interface; only an
+    IPv6 link-local address needs its interface (its scope) too."""
+    if len(source) == IN_PKTINFO_SIZE:
+        # ipi_spec_dst: the local address the datagram was for (the destination, for unicast)
+        return (socket.IPPROTO_IP, IP_PKTINFO, _NO_IFINDEX + source[4:8] + _NO_IFINDEX)
+    if len(source) == IN6_PKTINFO_SIZE:
+        if source[0] == 0xFE and source[1] & 0xC0 == 0x80:  # fe80::/10 keeps its interface
+            return (socket.IPPROTO_IPV6, IPV6_PKTINFO, source)
+        return (socket.IPPROTO_IPV6, IPV6_PKTINFO, source[:16] + _NO_IFINDEX)
+    return None
+
+
+def source_address(source: bytes) -> tuple[str, int]:
+    """(local address, interface index it arrived on) of a received pktinfo, for logs and
+    checks."""
+    if len(source) == IN_PKTINFO_SIZE:
+        return socket.inet_ntop(socket.AF_INET, source[4:8]), _int.unpack_from(source)[0]
+    return socket.inet_ntop(socket.AF_INET6, source[:16]), _int.unpack_from(source, 16)[0]
 
 
 def endpoint_family(host: str) -> int:
@@ -79,6 +124,11 @@ class UdpBind:
         self._gro_sockets: set[socket.socket] = set()  # sockets with UDP_GRO on
         self._told_no_gso = self._told_no_gro = False
         self.send_errors = 0
+        # the loop points this at the core's drop counter (`wgpy show` reports it)
+        self.drops: Counter = Counter()
+        # sources a send found no longer local; the loop drops them from the core's endpoints
+        self.stale_sources: set[bytes] = set()
+        self._source_cmsgs: dict[bytes, list[tuple[int, int, bytes]]] = {}
 
     # --- binding -------------------------------------------------------------------
 
@@ -134,6 +184,9 @@ class UdpBind:
             raise
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
@@ -190,28 +243,31 @@ class UdpBind:
     def receive_batch(
         self, sock: socket.socket, out: list[tuple[bytes, Endpoint]], limit: int = 64
     ) -> None:
-        """Append up to `limit` received datagrams (data, (host, port)) to `out`."""
+        """Append up to `limit` received datagrams (data, (host, port, source)) to `out`."""
         if sock in self._gro_sockets:
             self._receive_batch_gro(sock, out, limit)
             return
-        recvfrom = sock.recvfrom
+        recvmsg = sock.recvmsg
         append = out.append
-        v6 = sock.family == socket.AF_INET6
         for _ in range(limit):
             try:
-                data, addr = recvfrom(MAX_DATAGRAM, MSG_DONTWAIT)
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _PKTINFO_CMSG_SPACE,
+                                                      MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError:
                 continue  # ICMP errors reported on the socket (ECONNREFUSED ...)
-            append((data, (addr[0], addr[1]) if v6 else addr))
+            # the only cmsg enabled here is the pktinfo
+            if ancdata:
+                append((data, (addr[0], addr[1], ancdata[0][2])))
+            else:
+                append((data, (addr[0], addr[1])))
 
     def _receive_batch_gro(
         self, sock: socket.socket, out: list[tuple[bytes, Endpoint]], limit: int
     ) -> None:
         recvmsg = sock.recvmsg
         append = out.append
-        v6 = sock.family == socket.AF_INET6
         for _ in range(limit):
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _GRO_CMSG_SPACE, MSG_DONTWAIT)
@@ -219,11 +275,16 @@ class UdpBind:
                 return
             except OSError:
                 continue
-            src = (addr[0], addr[1]) if v6 else addr
             segment = 0
+            source = None
             for level, kind, value in ancdata:
-                if level == SOL_UDP and kind == UDP_GRO:
-                    segment = _int.unpack_from(value)[0]
+                if level == SOL_UDP:
+                    if kind == UDP_GRO:
+                        segment = _int.unpack_from(value)[0]
+                else:  # IP_PKTINFO / IPV6_PKTINFO
+                    source = value
+            # one src object for the whole GRO read: the core compares it by identity first
+            src = (addr[0], addr[1]) if source is None else (addr[0], addr[1], source)
             if segment and len(data) > segment:
                 for offset in range(0, len(data), segment):
                     append((data[offset : offset + segment], src))
@@ -243,10 +304,71 @@ class UdpBind:
         if sock is None:
             self.send_errors += 1
             return False
+        if len(endpoint) > 2:
+            return self._send_from([data], 0, endpoint, sock, (host, endpoint[1]))
         try:
-            sock.sendto(data, (host, endpoint[1]))
+            sock.sendto(data, MSG_DONTWAIT, (host, endpoint[1]))
             return True
+        except BlockingIOError:
+            self.drops[DropReason.SEND_BUFFER_FULL] += 1
+            return False
         except OSError:  # unreachable, refused by a firewall ...: the datagram is lost
+            self.send_errors += 1
+            return False
+
+    def _send_from(self, segments: list[bytes], segment: int, endpoint: Endpoint,
+                   sock: socket.socket, address: tuple[str, int]) -> bool:
+        """One sendmsg of `segments` (one datagram, or a GSO run cut at `segment` bytes) from
+        the endpoint's source address; from the routing's choice if that address is gone."""
+        source: bytes = endpoint[2]  # type: ignore[misc]
+        cmsgs = self._source_cmsgs.get(source)
+        if cmsgs is None:
+            cmsg = source_cmsg(source)
+            if cmsg is None or (cmsg[0] == socket.IPPROTO_IP) != (sock is self.sock4):
+                cmsgs = []  # not a source for this socket: send as if there were none
+            else:
+                cmsgs = [cmsg]
+            if len(self._source_cmsgs) >= _SOURCE_CMSG_CACHE_MAX:
+                self._source_cmsgs.clear()
+            self._source_cmsgs[source] = cmsgs
+        has_source = bool(cmsgs)
+        if segment:
+            cmsgs = [*cmsgs, (SOL_UDP, UDP_SEGMENT, _u16.pack(segment))]
+        try:
+            sock.sendmsg(segments, cmsgs, MSG_DONTWAIT, address)
+            return True
+        except BlockingIOError:
+            self.drops[DropReason.SEND_BUFFER_FULL] += len(segments)
+            return False
+        except OSError as e:
+            if not has_source or e.errno not in _SOURCE_GONE:
+                if segment:
+                    raise  # the GSO caller decides
+                self.send_errors += 1
+                return False
+        # the address left this host (or cannot reach the peer any more): as the kernel, forget
+        # it and let routing choose
+        if source not in self.stale_sources:
+            log.debug("source %s no longer usable; sending from the routing's choice",
+                      source_address(source)[0])
+        self.stale_sources.add(source)
+        return self._send_plain(segments, segment, sock, address)
+
+    def _send_plain(self, segments: list[bytes], segment: int, sock: socket.socket,
+                    address: tuple[str, int]) -> bool:
+        try:
+            if segment:
+                sock.sendmsg(segments, [(SOL_UDP, UDP_SEGMENT, _u16.pack(segment))],
+                             MSG_DONTWAIT, address)
+            else:
+                sock.sendto(segments[0], MSG_DONTWAIT, address)
+            return True
+        except BlockingIOError:
+            self.drops[DropReason.SEND_BUFFER_FULL] += len(segments)
+            return False
+        except OSError:
+            if segment:
+                raise
             self.send_errors += 1
             return False
 
@@ -294,15 +416,20 @@ class UdpBind:
             i = j
 
     def _send_gso(self, segments: list[bytes], segment: int, endpoint: Endpoint) -> None:
-        """One sendmsg; the segments are the iovec (no joining copy), UDP_SEGMENT cuts them."""
+        """One sendmsg; the segments are the iovec (no joining copy), UDP_SEGMENT cuts them.
+        A run shares one endpoint, so one source address (`_send_batch_gso` compares the
+        whole endpoint)."""
         host = unmap(endpoint[0])
         sock = self.sock6 if ":" in host else self.sock4
         if sock is None:
             self.send_errors += len(segments)
             return
+        address = (host, endpoint[1])
         try:
-            sock.sendmsg(segments, [(SOL_UDP, UDP_SEGMENT, _u16.pack(segment))], 0,
-                         (host, endpoint[1]))
+            if len(endpoint) > 2:
+                self._send_from(segments, segment, endpoint, sock, address)
+            else:
+                self._send_plain(segments, segment, sock, address)
         except OSError as e:
             if e.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
                 # the route's device cannot segment: fall back for good
