@@ -14,8 +14,11 @@ fi
 apt-get update -q
 apt-get install -y -q iproute2 iptables nftables wireguard-go wireguard-tools iperf3 \
     iputils-ping ncat
+# to build the optional C fast path (wgpy._fastpath): without them wgpy runs pure Python
+apt-get install -y -q gcc python3-dev libssl-dev
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get install -y -q python3 python3-pip python3-venv
 fi
 python3 -m pip install -q -e '.[test]'
+python3 -c 'from wgpy import fastpath; print("wgpy per-packet fast path:", fastpath.DESCRIPTION)'
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true

@@ -29,6 +29,7 @@ def test_demo_shows_a_working_tunnel_and_cleans_up(e2e_environment, outer):
     assert "ping 10.99.0.2 through the tunnel: ok" in out
     assert "ping fd99::2 through the tunnel: ok" in out
     assert "handshake: yes" in out
+    assert "per-packet fast path: " in out  # C or pure Python, and why (wgpy/fastpath.py)
     assert "latest handshake:" in out and "transfer:" in out  # the `wgpy show` part
     assert "Gbit/s TCP" in out
     assert out.rstrip().endswith("demo succeeded")

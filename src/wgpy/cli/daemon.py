@@ -271,6 +271,7 @@ def run_foreground(ifname: str, tun: TunDevice, listener: socket.socket, path: s
 
 
 def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
+    from wgpy import fastpath
     from wgpy.control.server import DeviceUapi, UapiServer
     from wgpy.core.device import Device
     from wgpy.io.entropy import BufferedRandom
@@ -278,6 +279,7 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
     from wgpy.io.udp import UdpBind
 
     log.debug("Starting wgpy-daemon")
+    log.info("Per-packet fast path: %s", fastpath.DESCRIPTION)
     device = Device(rng=BufferedRandom())
     # UDP GSO/GRO are used when the kernel has them; WGPY_UDP_OFFLOAD=0 turns them off
     # (for comparisons and for kernels that misbehave)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
 
+from wgpy import fastpath
 from wgpy.control.client import UapiClient
 from wgpy.control.model import PeerSet, SetRequest
 from wgpy.keys import generate_preshared_key, generate_private_key, key_to_base64, public_key
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         lab_.build()
         lab_.start_daemons()
         _say(f"wgpy-daemon {lab_.interfaces[0]} and {lab_.interfaces[1]} running")
+        _say(f"per-packet fast path: {fastpath.DESCRIPTION}")  # the daemons decide alike
         lab_.configure(args.ipv6_outer)
         for address in (INNER[1], INNER[3]):
             good, summary = _ping(lab_, address)

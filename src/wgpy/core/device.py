@@ -14,9 +14,9 @@ from __future__ import annotations
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from itertools import repeat
 
-from cryptography.exceptions import InvalidTag
-
+from wgpy import fastpath
 from wgpy.constants import (
     DEFAULT_MTU,
     HANDSHAKE_INITIATION_RATE,
@@ -64,10 +64,9 @@ _T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
 _T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
 _T_PERSISTENT_KEEPALIVE = int(Timer.PERSISTENT_KEEPALIVE)
 _T_QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
-_pack_header = TRANSPORT_HEADER.pack
 _unpack_header = TRANSPORT_HEADER.unpack_from
-_nonce = crypto.nonce
-_ZERO_PADDING = bytes(16)
+_seal_run = fastpath.seal_run
+_open_run = fastpath.open_run
 
 Rng = Callable[[int], bytes]
 
@@ -414,32 +413,15 @@ class Device:
         if endpoint is None:
             self.drops[DropReason.NO_ENDPOINT] += len(packets)
             return len(packets)
-        encrypt = keypair.send_aead.encrypt
-        remote_index = keypair.remote_index
-        append = self.to_network.append
-        mtu = self.mtu
-        first = counter = keypair.sending_counter
-        sent_bytes = 0
-        data = False
-        for packet in packets:
-            if counter >= REJECT_AFTER_MESSAGES:
-                break
-            length = len(packet)
-            # pad to a multiple of 16, never beyond the MTU (kernel: calculate_skb_padding)
-            last_unit = length % mtu if mtu else length
-            padded = (last_unit + 15) & ~15
-            if mtu and padded > mtu:
-                padded = mtu
-            if padded != last_unit:
-                packet = packet + _ZERO_PADDING[: padded - last_unit]
-            datagram = _pack_header(4, remote_index, counter) + encrypt(
-                _nonce(counter), packet, None
-            )
-            counter += 1
-            append((datagram, endpoint))
-            sent_bytes += len(datagram)
-            if length:
-                data = True
+        first = keypair.sending_counter
+        # pads (to 16, capped by the MTU), frames and encrypts; stops at REJECT_AFTER_MESSAGES
+        datagrams = _seal_run(keypair.send_aead, keypair.remote_index, first, packets, self.mtu)
+        sealed = len(datagrams)
+        counter = first + sealed
+        self.to_network.extend(zip(datagrams, repeat(endpoint, sealed)))
+        sent_bytes = sum(map(len, datagrams))
+        # data (not only keepalives) among what was sealed
+        data = any(packets if sealed == len(packets) else packets[:sealed])
         keypair.sending_counter = counter
         if counter == first:
             return 0
@@ -545,22 +527,16 @@ class Device:
         on `now` (timers, byte counters, confirming a new session) is done once per run by
         `_received_run`. Handshake messages end a run and go to `_receive_other`."""
         indices_get = self.indices.get
-        lookup_v4 = self.allowed_ips.lookup_v4
-        lookup_v6 = self.allowed_ips.lookup_v6
-        to_tun = self.to_tun.append
         drops = self.drops
-        events = self.events
         oldest_valid = now - REJECT_AFTER_TIME
         run_receiver = -1  # receiver index of the open run (-1: none)
         keypair: Keypair | None = None
-        peer: Peer | None = None
-        check = update = decrypt = None
-        newest = 0  # the newest counter the run's replay window has accepted
-        endpoint: Endpoint | None = None
-        authenticated = 0  # datagrams of the run that passed the AEAD and the replay window
-        run_bytes = run_data = 0
-        last_source = None  # inner source address last looked up, and its owner
-        owner = None
+        check = None
+        newest = 0  # the newest counter the run's replay window had accepted at its start
+        # the open run: datagrams that passed the replay window so far, their sources, counters
+        run_data: list[bytes] = []
+        run_sources: list[Endpoint] = []
+        run_counters: list[int] = []
         for data, src in datagrams:
             # a transport message: header + tag at least, type 4 and reserved zero (one u32)
             if len(data) >= TRANSPORT_MIN_SIZE:
@@ -568,16 +544,16 @@ class Device:
             else:
                 kind = 0
             if kind != 4:
-                if authenticated:
-                    self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
-                    authenticated = 0
+                if run_data:
+                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+                    run_data, run_sources, run_counters = [], [], []
                 run_receiver = -1
                 self._receive_other(data, src, now)
                 continue
             if receiver != run_receiver:
-                if authenticated:
-                    self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
-                    authenticated = 0
+                if run_data:
+                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+                    run_data, run_sources, run_counters = [], [], []
                 run_receiver = -1
                 keypair = indices_get(receiver)  # type: ignore[assignment]
                 if keypair is None or keypair.__class__ is not Keypair:
@@ -587,46 +563,75 @@ class Device:
                     drops[DropReason.KEY_EXPIRED] += 1
                     continue
                 run_receiver = receiver
-                peer = keypair.peer  # type: ignore[assignment]
-                replay = keypair.replay
-                check = replay.check
-                update = replay.update
-                newest = replay.newest
-                decrypt = keypair.receive_aead.decrypt
-                run_bytes = run_data = 0
+                check = keypair.replay.check
+                newest = keypair.replay.newest
             # a counter above the newest accepted passes the window: only older ones are
-            # checked before decrypting (over the limit, `update` refuses it after)
+            # checked before decrypting. One the window refuses now it refuses for good (it
+            # only moves forward), so it is dropped here without being decrypted.
             if counter <= newest and not check(counter):  # type: ignore[misc]
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
-            try:
-                plaintext = decrypt(_nonce(counter), data[16:], None)  # type: ignore[misc]
-            except InvalidTag:
+            run_data.append(data)
+            run_sources.append(src)
+            run_counters.append(counter)
+        if run_data:
+            self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+
+    def _open_transport_run(self, keypair: Keypair, run_data: list[bytes],
+                            run_sources: list[Endpoint], run_counters: list[int],
+                            now: float) -> None:
+        """Decrypt a run of datagrams for `keypair` in one fast-path call, then take each in
+        order as the kernel would one by one: the replay window again (it has moved with the
+        run's earlier datagrams: a duplicate or a now-too-old counter is a replay, as it would
+        have been before decrypting), the tag, marking the window, roaming, and the inner
+        packet's checks. What depends only on `now` is done once by `_received_run`."""
+        lookup_v4 = self.allowed_ips.lookup_v4
+        lookup_v6 = self.allowed_ips.lookup_v6
+        to_tun = self.to_tun.append
+        drops = self.drops
+        events = self.events
+        peer: Peer = keypair.peer  # type: ignore[assignment]
+        replay = keypair.replay
+        check = replay.check
+        update = replay.update
+        newest = replay.newest
+        endpoint: Endpoint | None = None
+        authenticated = 0  # datagrams of the run that passed the AEAD and the replay window
+        run_bytes = run_data_packets = 0
+        last_source = None  # inner source address last looked up, and its owner
+        owner = None
+        plaintexts = _open_run(keypair.receive_aead, run_data)
+        for plaintext, counter, src, data in zip(plaintexts, run_counters, run_sources,
+                                                 run_data):
+            if counter <= newest and not check(counter):
+                drops[DropReason.REPLAYED_COUNTER] += 1
+                continue
+            if plaintext is None:
                 drops[DropReason.DECRYPT_DATA] += 1
                 continue
-            if not update(counter):  # type: ignore[misc]
+            if not update(counter):
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
             if counter > newest:  # noqa: PLR1730 -- a compare is cheaper than calling max()
                 newest = counter
             # authenticated from here on
             if not authenticated:
-                endpoint = peer.endpoint  # type: ignore[union-attr]
+                endpoint = peer.endpoint
             if src is not endpoint:  # (datagrams of one GRO read share one src object)
                 if src != endpoint:  # roaming: follow authenticated packets only
                     if endpoint is not None:
                         events.append(Event(EventKind.ENDPOINT_CHANGED, peer, now))
-                    peer.endpoint = src  # type: ignore[union-attr]
+                    peer.endpoint = src
                 endpoint = src
             if not authenticated:
                 # after the endpoint, as the kernel (consume_data_done): staged packets that
                 # confirming a new session releases go where the confirming datagram came from
-                self._authenticated_run(keypair, now)  # type: ignore[arg-type]
+                self._authenticated_run(keypair, now)
             authenticated += 1
             run_bytes += len(data)
             if not plaintext:
                 continue  # keepalive
-            run_data += 1
+            run_data_packets += 1
             size = len(plaintext)
             version = plaintext[0] >> 4
             if version == 4 and size >= 20:
@@ -654,7 +659,7 @@ class Device:
                 continue
             to_tun(plaintext if total == size else plaintext[:total])
         if authenticated:
-            self._received_run(peer, run_bytes, run_data, now)  # type: ignore[arg-type]
+            self._received_run(peer, run_bytes, run_data_packets, now)
 
     def _authenticated_run(self, keypair: Keypair, now: float) -> None:
         """The first datagram of a run passed authentication: confirm a new session, and let

@@ -9,10 +9,9 @@ packets after a rotation.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from wgpy.constants import REJECT_AFTER_MESSAGES
 from wgpy.core.replay import ReplayWindow
+from wgpy.fastpath import AeadContext
 
 
 class Keypair:
@@ -33,8 +32,9 @@ class Keypair:
         self, send_key: bytes, receive_key: bytes, i_am_initiator: bool,
         local_index: int, remote_index: int, created: float, peer: object,
     ) -> None:
-        self.send_aead = ChaCha20Poly1305(send_key)
-        self.receive_aead = ChaCha20Poly1305(receive_key)
+        # one AEAD context per direction for the fast path's seal_run/open_run
+        self.send_aead = AeadContext(send_key)
+        self.receive_aead = AeadContext(receive_key)
         self.sending_counter = 0
         self.replay = ReplayWindow()
         self.created = created
@@ -52,8 +52,13 @@ class Keypair:
         )
 
     def zero(self) -> None:
-        """Forget the keys. The AEAD objects hold the only copies we made."""
+        """Forget the keys. The AEAD contexts hold the only copies we made; zeroize() frees
+        the C path's OpenSSL contexts (which cleanses them) even if something still refers
+        to them."""
         self.valid = False
+        if self.send_aead is not None:
+            self.send_aead.zeroize()
+            self.receive_aead.zeroize()
         self.send_aead = None  # type: ignore[assignment]
         self.receive_aead = None  # type: ignore[assignment]
 
