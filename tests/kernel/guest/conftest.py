@@ -1,0 +1,61 @@
+"""Runs inside the VM only: the kernel's wireguard module, the host's tools (read-only root).
+
+Reports each test phase as a JSON line to $WGPY_KERNEL_RESULTS for the host side
+(tests/kernel/test_vm.py). Outside the VM (no WGPY_KERNEL_GUEST) every test fails: these tests
+load the wireguard module and must not touch the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+GUEST_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(GUEST_DIR.parents[1] / "e2e"))
+sys.path.insert(0, str(GUEST_DIR))
+
+from netns import Topology
+
+IN_GUEST = os.environ.get("WGPY_KERNEL_GUEST") == "1"
+COLLECT_ONLY = os.environ.get("WGPY_KERNEL_COLLECT_ONLY") == "1"
+RESULTS = os.environ.get("WGPY_KERNEL_RESULTS")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not RESULTS or COLLECT_ONLY:
+        return
+    if report.when != "call" and report.outcome == "passed":
+        return
+    record = {
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "duration": round(report.duration, 2),
+        "longrepr": str(report.longrepr)[-6000:] if report.failed or report.skipped else "",
+    }
+    with open(RESULTS, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+@pytest.fixture(scope="session")
+def wireguard_module() -> None:
+    if not IN_GUEST:
+        pytest.fail("tests/kernel/guest runs only inside the kernel VM: "
+                    "run `python3 -m pytest -m kernel`", pytrace=False)
+    result = subprocess.run(["modprobe", "wireguard"], check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"modprobe wireguard: {result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def mtopo(wireguard_module: None, request: pytest.FixtureRequest) -> Iterator[Topology]:
+    """One Topology for a whole module (Python starts are expensive under emulation)."""
+    name = request.module.__name__.removeprefix("test_")[:10]
+    with Topology(f"wk-{name}") as topology:
+        yield topology
