@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,9 +49,15 @@ def wireguard_module() -> None:
     if not IN_GUEST:
         pytest.fail("tests/kernel/guest runs only inside the kernel VM: "
                     "run `python3 -m pytest -m kernel`", pytrace=False)
-    result = subprocess.run(["modprobe", "wireguard"], check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"modprobe wireguard: {result.stderr}", pytrace=False)
+    for module in ("wireguard", "tun"):  # tun: for wgpy-daemon (not loaded at boot)
+        result = subprocess.run(["modprobe", module], check=False, capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            pytest.fail(f"modprobe {module}: {result.stderr}", pytrace=False)
+    tun = Path("/dev/net/tun")
+    if not tun.exists():  # devtmpfs may not make the node
+        tun.parent.mkdir(exist_ok=True)
+        os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
 
 
 @pytest.fixture(scope="module")
