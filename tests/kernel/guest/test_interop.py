@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from kernlib import add_kernel_link, handshake_after, start_wgpy
+from kernlib import HandshakeFlood, add_kernel_link, handshake_after, start_wgpy, udp_counter
 from netns import Netns, Topology, WgEnd, format_endpoint
+
+from wgpy.keys import key_from_base64
 
 K_V4, P_V4 = "10.88.0.1", "10.88.0.2"
 K_V6, P_V6 = "fd88::1", "fd88::2"
@@ -161,3 +163,45 @@ def test_roaming(pair: Pair, mover: str) -> None:
         _move(moving.ns, veth, new, old)
     moving.ns.ping(staying.ip4, count=2, timeout=30)
     assert pair.peer_dump(staying).endpoint == f"{old}:{moving.listen_port}"
+
+
+# A cookie reply is 64 bytes of UDP payload (8 more with the UDP header).
+COOKIE_REPLY_UDP_LENGTH = 72
+
+
+@pytest.mark.parametrize("loaded", ["kernel", "wgpy"])
+def test_cookie_reply_under_load_then_mac2(pair: Pair, loaded: str) -> None:
+    """The responder under a flood of initiations (valid mac1, no mac2, from another address
+    of the initiator's namespace) answers the initiator's initiation with a cookie reply; the
+    initiator retries with mac2 and the handshake completes while the flood goes on."""
+    responder, initiator = (pair.k, pair.p) if loaded == "kernel" else (pair.p, pair.k)
+    veth = pair.p_veth if loaded == "kernel" else pair.k_veth
+    flood_ip = "10.88.0.12" if loaded == "kernel" else "10.88.0.11"
+    responder_ip = K_V4 if loaded == "kernel" else P_V4
+    initiator.ns.run(["ip", "address", "add", f"{flood_ip}/24", "dev", veth])
+    table = f"wkcookie{loaded}"
+    cookies = udp_counter(initiator.ns, table, f"ip daddr != {flood_ip} udp sport "
+                          f"{responder.listen_port} udp length {COOKIE_REPLY_UDP_LENGTH}")
+    flood_cookies = udp_counter(initiator.ns, f"{table}f", f"ip daddr {flood_ip} udp sport "
+                                f"{responder.listen_port} udp length {COOKIE_REPLY_UDP_LENGTH}")
+    flood = HandshakeFlood(initiator.ns.name, flood_ip, (responder_ip, responder.listen_port),
+                           key_from_base64(responder.public_key))
+    try:
+        with flood:
+            time.sleep(2)  # the responder is under load now (and a second has passed)
+            started = time.time()
+            pair.reset_peer(initiator)  # no session, no cookie: the next packet handshakes
+            ping = initiator.ns.run(["ping", "-n", "-q", "-c", "1", "-w", "60", responder.ip4],
+                                    check=False, timeout=90)
+            handshaken = pair.topo.wg_dump(responder.ns, responder.ifname).peers[
+                initiator.public_key].latest_handshake
+        got, flooded = cookies(), flood_cookies()
+        what = (f"{flood.sent} flood packets sent, {flooded} cookie replies to the flood, "
+                f"{got} to the initiator; ping: {ping.stdout}")
+        assert got >= 1, what
+        assert ping.returncode == 0 and handshaken >= int(started), what
+    finally:
+        initiator.ns.run(["nft", "delete", "table", "inet", table], check=False)
+        initiator.ns.run(["nft", "delete", "table", "inet", f"{table}f"], check=False)
+        initiator.ns.run(["ip", "address", "del", f"{flood_ip}/24", "dev", veth], check=False)
+    pair.ping_both()
