@@ -34,6 +34,8 @@ def test_guest(guest_test: str, guest_run: vm.GuestRun) -> None:
         pytest.fail(f"{guest_test}: no result from the guest ({guest_run.accelerator}, "
                     f"exit {guest_run.status}); console:\n{_console_tail(guest_run)}",
                     pytrace=False)
+    if result["outcome"] == "skipped" and result.get("wasxfail") is not None:
+        pytest.xfail(f"in the VM: {result['wasxfail']}")  # a strict xfail of the guest
     if result["outcome"] != "passed":
         pytest.fail(f"{guest_test} {result['outcome']} in the VM ({result['when']}):\n"
                     f"{result['longrepr']}", pytrace=False)

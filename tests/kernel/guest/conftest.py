@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,20 @@ sys.path.insert(0, str(GUEST_DIR))
 from netns import Topology
 
 IN_GUEST = os.environ.get("WGPY_KERNEL_GUEST") == "1"
+# Under emulation (TCG) a Python start takes 10-30 s: the harness's wait for a daemon's UAPI
+# socket (10 s, for hosts) gets this much in the guest, also in modules reused from tests/e2e.
+EMULATED_START_TIMEOUT = 300.0
+_start_userspace = Topology.start_userspace
+
+
+def _start_userspace_emulated(self: Topology, ns: Any, ifname: str, argv: Any,
+                              extra_env: dict[str, str] | None = None,
+                              timeout: float = EMULATED_START_TIMEOUT) -> Any:
+    return _start_userspace(self, ns, ifname, argv, extra_env=extra_env,
+                            timeout=max(timeout, EMULATED_START_TIMEOUT))
+
+
+Topology.start_userspace = _start_userspace_emulated  # type: ignore[method-assign]
 COLLECT_ONLY = os.environ.get("WGPY_KERNEL_COLLECT_ONLY") == "1"
 RESULTS = os.environ.get("WGPY_KERNEL_RESULTS")
 
@@ -37,6 +52,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "nodeid": report.nodeid,
         "when": report.when,
         "outcome": report.outcome,
+        "wasxfail": getattr(report, "wasxfail", None),
         "duration": round(report.duration, 2),
         "longrepr": str(report.longrepr)[-6000:] if report.failed or report.skipped else "",
     }
