@@ -41,6 +41,9 @@ class DropReason(enum.Enum):
     BAD_OUTGOING_PACKET = "packet from the TUN is not IPv4/IPv6"
     STAGED_OVERFLOW = "staged queue full while waiting for a handshake"
     HANDSHAKE_GAVE_UP = "handshake never completed; staged packets purged"
+    # io faults (counted by io/loop.py; the daemon goes on)
+    TUN_READ_FAILED = "reading from the TUN failed (ENOMEM, ...)"
+    TUN_WRITE_FAILED = "writing to the TUN failed (ENOBUFS, ENOMEM, EIO while down, ...)"
 
 
 class WgError(Exception):

@@ -7,8 +7,10 @@ against itself and against wireguard-go, in network namespaces made by the test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import textwrap
 import time
 
@@ -320,6 +322,31 @@ def test_command_line_contract(topo: Topology) -> None:
     assert topo.wg(ns, "show", ifname).returncode == 0
 
 
+def test_help_version_and_clear_refusals(topo: Topology) -> None:
+    """--help/-h/--version answer and exit 0 (wireguard-go would make an interface called
+    `--help`); a name with '/', an unknown option and a second daemon for a running name are
+    refused on stderr saying why."""
+    ns = topo.netns("a")
+    daemon = [sys.executable, "-m", "wgpy.cli.daemon"]
+    for flag in ("--help", "-h"):
+        shown = ns.run([*daemon, flag], check=False)
+        assert shown.returncode == 0 and shown.stdout.startswith("Usage: "), shown
+    version = ns.run([*daemon, "--version"], check=False)
+    assert version.returncode == 0 and version.stdout.startswith("wgpy-daemon v"), version
+    assert len(ns.run(["ip", "-o", "link"]).stdout.splitlines()) == 1  # only lo: nothing made
+    slash = ns.run([*daemon, "-f", "wg/0"], check=False)
+    assert slash.returncode == 1 and "`wg/0' contains '/'" in slash.stderr, slash
+    assert "1..15" not in slash.stderr + slash.stdout
+    unknown = ns.run([*daemon, "--frobnicate"], check=False)
+    assert unknown.returncode == 1 and "unknown option `--frobnicate'" in unknown.stderr
+    ifname, process = start(topo, ns, "wgpy")
+    for argv in ([*daemon, "-f", ifname], [*daemon, ifname]):
+        again = ns.run(argv, check=False)
+        assert again.returncode == 1, again
+        assert f"{ifname}: already running as PID {process.pid}" in again.stderr, again
+    assert topo.wg(ns, "show", ifname).returncode == 0
+
+
 def test_wg_setconf_addconf_syncconf_showconf(topo: Topology) -> None:
     end_a, end_b = make_pair(topo, ("wgpy", "wireguard-go"), preshared_key=True,
                              persistent_keepalive=15)
@@ -453,6 +480,10 @@ def test_link_down_drops_packets_and_up_resumes(topo: Topology) -> None:
     result = end_a.ns.run(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", end_b.ip4],
                           check=False)
     assert result.returncode != 0
+    # each refused write is a counted drop, as an operator sees it
+    shown = end_b.ns.run(["wgpy", "show", end_b.ifname, "--json"]).stdout
+    drops = json.loads(shown)["interfaces"][0]["drops"]
+    assert drops.get("tun_write_failed", 0) >= 2, drops
     end_b.ns.run(["ip", "link", "set", end_b.ifname, "up"])
     end_b.ns.run(["ip", "route", "replace", "10.77.0.0/24", "dev", end_b.ifname])
     end_a.ns.ping(end_b.ip4)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from netns import Netns, Topology
-from opslib import ops, start_server, write_conf
+from opslib import AS_NOBODY, nobody_env, ops, start_server, write_conf
 from prometheus_client.parser import text_string_to_metric_families
 from quicklib import no_dad, wgpy_quick
 
@@ -118,7 +118,7 @@ FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], t
 def scrape_exporter(topo: Topology, ns: Netns, ifname: str, config: Path) -> str:
     """Run `exporter` on the namespace's loopback and fetch /metrics once."""
     port = 9586
-    ns.popen([sys.executable, "-m", "wgpy.ops.commands", "exporter", "--listen",
+    ns.popen([sys.executable, "-m", "wgpy.cli.wg", "exporter", "--listen",
               f"127.0.0.1:{port}", "--interface", ifname, "--config-dir", str(config.parent)])
     body = ""
 
@@ -154,3 +154,96 @@ def test_refusals_change_nothing(topo: Topology) -> None:
     assert unparsable.returncode == 1 and "broken.conf:11: AllowedIPs" in unparsable.stderr
     assert config.read_text() == text
     assert topo.wg(server, "showconf", ifname).stdout == before
+
+
+def test_hostile_inputs_are_refused_and_change_nothing(topo: Topology) -> None:
+    """Each refusal names what is wrong and leaves the config, the running interface and the
+    output file as they were: a newline smuggled into --endpoint (it wrote a PostUp line into
+    both configs), a host that is not one, a DNS entry that is not an address, an address
+    outside the interface's subnets."""
+    server = topo.netns("srv")
+    ifname = topo.ifname("s")
+    config = start_server(topo, server, "wgpy-daemon", ifname, server_text())
+    before_conf = config.read_bytes()
+    before_live = topo.wg(server, "showconf", ifname).stdout
+    out = topo.tmpdir / "client.conf"
+    cases = [
+        (["--endpoint", "192.0.2.1:51820\nPostUp = touch /tmp/owned"], "--endpoint: endpoint: "),
+        (["--endpoint", "not a host"], "not a host name or IP address: 'not a host'"),
+        (["--endpoint", "192.0.2.1:51820", "--dns", "corp.example"],
+         "--dns: not an IP address: 'corp.example'"),
+        (["--endpoint", "192.0.2.1:51820", "--address", "10.99.0.5"],
+         "outside the interface's subnets (10.9.0.0/24, fd09::/64)"),
+        (["--endpoint", "192.0.2.1:51820", "--name", "two\nlines"], "--name: "),
+    ]
+    for extra, message in cases:
+        args = ["add-peer", ifname, "--name", "phone", "--config", config, "--out", out, *extra]
+        refused = ops(server, *args)
+        assert refused.returncode == 1 and message in refused.stderr, (extra, refused.stderr)
+        assert "Traceback" not in refused.stderr
+        assert config.read_bytes() == before_conf
+        assert topo.wg(server, "showconf", ifname).stdout == before_live
+        assert not out.exists()
+
+
+def test_address_outside_the_subnets_gets_its_route(topo: Topology) -> None:
+    """--allow-outside-subnet: the peer is added and its address routed to the interface,
+    as wg-quick up routes every AllowedIPs."""
+    server = topo.netns("srv")
+    ifname = topo.ifname("s")
+    config = start_server(topo, server, "wireguard-go", ifname, server_text())
+    added = ops(server, "add-peer", ifname, "--name", "lab", "--config", config,
+                "--endpoint", "192.0.2.1:51820", "--address", "10.99.0.5",
+                "--allow-outside-subnet")
+    assert added.returncode == 0, added.stderr
+    routes = server.run(["ip", "-4", "route", "show", "dev", ifname]).stdout
+    assert "10.99.0.5 " in routes, routes
+    assert "AllowedIPs = 10.99.0.5/32" in config.read_text()
+
+
+def test_output_files_never_follow_symlinks_nor_reuse_foreign_files(topo: Topology) -> None:
+    server = topo.netns("srv")
+    ifname = topo.ifname("s")
+    config = start_server(topo, server, "wireguard-go", ifname, server_text())
+    outputs = topo.tmpdir / "outputs"
+    outputs.mkdir(mode=0o755)
+    target = topo.tmpdir / "precious"
+    target.write_text("keep me\n")
+    out = outputs / "client.conf"
+    out.symlink_to(target)
+    png = outputs / "client.png"
+    png.write_bytes(b"")
+    png.chmod(0o666)
+    os.chown(png, 65534, 65534)  # planted by another user, who would keep a handle to read
+    added = ops(server, "add-peer", ifname, "--name", "phone", "--config", config,
+                "--endpoint", "192.0.2.1:51820", "--out", out, "--qr-png", png)
+    assert added.returncode == 0, added.stderr
+    assert target.read_text() == "keep me\n"
+    assert not out.is_symlink() and "PrivateKey" in out.read_text()
+    for path in (out, png):
+        info = path.lstat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600), path
+    assert png.read_bytes().startswith(b"\x89PNG")
+    qr_png = outputs / "again.png"
+    qr_png.symlink_to(target)
+    shown = ops(server, "qr", out, "--png", qr_png)
+    assert shown.returncode == 0, shown.stderr
+    assert target.read_text() == "keep me\n" and not qr_png.is_symlink()
+
+
+def test_non_root_is_told_it_needs_root(topo: Topology) -> None:
+    server = topo.netns("srv")
+    ifname = topo.ifname("s")
+    config = start_server(topo, server, "wireguard-go", ifname, server_text())
+    before = config.read_bytes()
+    env = nobody_env(topo)
+    for args in (["add-peer", ifname, "--name", "phone", "--config", str(config),
+                  "--endpoint", "192.0.2.1:51820"],
+                 ["remove-peer", ifname, "phone", "--config", str(config)],
+                 ["qr", str(config)]):
+        result = server.run([*AS_NOBODY, sys.executable, "-m", "wgpy.ops.commands", *args],
+                            check=False, env=env)
+        assert result.returncode == 1, (args, result)
+        assert "needs root" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+    assert config.read_bytes() == before

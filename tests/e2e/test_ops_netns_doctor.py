@@ -12,6 +12,8 @@ tests/unit/test_ops_doctor.py::test_stale_handshake only.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ class Server:
     config: Path
     private_key: str
     uplink: str
+    phone_private: str = ""
+    upstream: Netns | None = None
 
     def append(self, text: str) -> None:
         with self.config.open("a") as handle:
@@ -47,7 +51,7 @@ def build(topo: Topology) -> Server:
     uplink, _ = topo.veth(server, upstream, ["192.0.2.1/24"], ["192.0.2.254/24"])
     server.run(["ip", "route", "add", "default", "via", "192.0.2.254"])
     private, _ = topo.genkey()
-    phone = topo.genkey()[1]
+    phone_private, phone = topo.genkey()
     text = (
         "[Interface]\n"
         f"PrivateKey = {private}\n"
@@ -61,7 +65,7 @@ def build(topo: Topology) -> Server:
     )
     ifname = topo.ifname("d")
     config = start_server(topo, server, "wireguard-go", ifname, text)
-    return Server(topo, server, ifname, config, private, uplink)
+    return Server(topo, server, ifname, config, private, uplink, phone_private, upstream)
 
 
 def doctor(server: Server, *extra: str | Path) -> tuple[int, list[dict[str, str]]]:
@@ -145,6 +149,24 @@ def unparsable(s: Server) -> None:
     s.append("AllowedIPs = 10.9.0.300/32\n")
 
 
+def duplicate_peer_key(s: Server) -> None:
+    phone = s.topo.wg(s.ns, "show", s.ifname, "peers").stdout.split()[0]
+    s.append(f"\n[Peer]\n# friendly_name = phone again\nPublicKey = {phone}\n"
+             "AllowedIPs = 10.9.0.8/32\n")
+
+
+def peer_added_live_without_route(s: Server) -> None:
+    key = new_key()
+    s.wg_set("peer", key, "allowed-ips", "10.9.0.6/32,192.168.61.0/24")
+    s.append(f"\n[Peer]\n# friendly_name = shop\nPublicKey = {key}\n"
+             f"PresharedKey = {s.topo.genpsk()}\nAllowedIPs = 10.9.0.6/32, 192.168.61.0/24\n")
+
+
+def save_config_over_comments(s: Server) -> None:
+    s.config.write_text(s.config.read_text().replace("MTU = 1420\n",
+                                                     "MTU = 1420\nSaveConfig = true\n"))
+
+
 @dataclass
 class Case:
     check: str
@@ -174,6 +196,12 @@ CASES = [
     Case("preshared-key", "warn", peer_without_psk, "nopsk (", "wg genpsk"),
     Case("mtu", "warn", mtu_too_big, "exceeds", "set MTU = 1420"),
     Case("config", "fail", unparsable, ".conf:12: AllowedIPs: Unable to parse IP address", ""),
+    Case("duplicate-peer", "fail", duplicate_peer_key, "[Peer] sections at lines 7, 13 of ",
+         "merge them into one [Peer]"),
+    Case("allowed-ips-routed", "warn", peer_added_live_without_route,
+         "192.168.61.0/24 of shop (", "ip route add 192.168.61.0/24 dev IFNAME"),
+    Case("save-config", "warn", save_config_over_comments,
+         "drops its comments: 1 line (9): peer names", "SaveConfig = false"),
 ]
 
 
@@ -193,7 +221,7 @@ def test_doctor_finds(topo: Topology, case: Case) -> None:
     status, findings = doctor(server)
     matching = _matching(findings, case.check, case.status)
     assert matching, json.dumps(findings, indent=1)
-    fix = case.fix.replace("UPLINK", server.uplink)
+    fix = case.fix.replace("UPLINK", server.uplink).replace("IFNAME", server.ifname)
     assert any(case.message in f["message"] and fix in f["fix"] for f in matching), matching
     if case.status == "fail":
         assert status == 1
@@ -235,3 +263,177 @@ def test_doctor_full_tunnel_client_without_dns(topo: Topology) -> None:
     assert "full tunnel without DNS" in finding["message"] and "DNS = " in finding["fix"]
     assert _matching(findings, "interface", "warn")  # named after the file, not running
     assert status == 0
+
+
+def test_doctor_added_route_fixes_unrouted_allowed_ips(topo: Topology) -> None:
+    server = build(topo)
+    peer_added_live_without_route(server)
+    assert _matching(doctor(server)[1], "allowed-ips-routed", "warn")
+    server.ns.run(["ip", "route", "add", "192.168.61.0/24", "dev", server.ifname])
+    _, findings = doctor(server)
+    assert _matching(findings, "allowed-ips-routed", "ok"), findings
+
+
+# -- the packet path of a full-tunnel server: the route a client's packet takes -----------------
+
+
+def build_gateway(topo: Topology) -> Server:
+    """The guide's full-tunnel server on a host whose uplink is called ens3 (not eth0):
+    forwarding on, the uplink renamed inside the server's namespace, default route via `up`."""
+    server = build(topo)
+    server.ns.run(["ip", "link", "set", server.uplink, "down"])
+    server.ns.run(["ip", "link", "set", server.uplink, "name", "ens3"])
+    server.ns.run(["ip", "link", "set", "ens3", "up"])
+    server.ns.run(["ip", "route", "replace", "default", "via", "192.0.2.254", "dev", "ens3"])
+    server.ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    server.uplink = "ens3"
+    return server
+
+
+def test_doctor_masquerade_on_the_guides_eth0_is_a_failure(topo: Topology) -> None:
+    server = build_gateway(topo)
+    guide = "iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o eth0 -j MASQUERADE"
+    server.ns.run(guide.split())
+    status, findings = doctor(server)
+    (finding,) = _matching(findings, "masquerade", "fail")
+    assert status == 1
+    assert (f"clients' traffic leaves by ens3 (ip route get 1.1.1.1 from 10.9.0.2 iif "
+            f"{server.ifname}) but the MASQUERADE/SNAT rules only cover -o eth0") \
+        in finding["message"], finding
+    fix = "iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o ens3 -j MASQUERADE"
+    assert finding["fix"].startswith(fix + " (and fix the PostUp"), finding
+    server.ns.run(["iptables", "-t", "nat", "-D", "POSTROUTING", *guide.split()[5:]])
+    server.ns.run(fix.split())
+    status, findings = doctor(server)
+    (ok,) = _matching(findings, "masquerade", "ok")
+    assert "leaves by ens3" in ok["message"] and status == 0, findings
+
+
+def test_doctor_masquerade_fix_carries_a_clients_packets(topo: Topology) -> None:
+    """The same setup with a real client: the phone pings an "internet" address (on the
+    upstream namespace's loopback, which has no route back to the tunnel). With the guide's
+    `-o eth0` rule its packets leave unmasqueraded and the replies are lost -- what doctor
+    says; with the rule doctor gives, the ping is answered and doctor passes."""
+    server = build_gateway(topo)
+    upstream = server.upstream
+    assert upstream is not None
+    upstream.run(["ip", "address", "add", "198.51.100.1/32", "dev", "lo"])
+    upstream.run(["ip", "link", "set", "lo", "up"])
+    phone_ns = topo.netns("phone")
+    topo.veth(server.ns, phone_ns, ["192.0.3.1/24"], ["192.0.3.2/24"])
+    server_public = keys.key_to_base64(keys.public_key(keys.key_from_base64(server.private_key)))
+    phone_if = topo.ifname("p")
+    start_server(topo, phone_ns, "wireguard-go", phone_if, (
+        f"[Interface]\nPrivateKey = {server.phone_private}\nAddress = 10.9.0.2/32\n\n"
+        f"[Peer]\nPublicKey = {server_public}\n"
+        f"PresharedKey = {_config_psk(server)}\n"
+        "AllowedIPs = 10.9.0.0/24, 198.51.100.0/24\nEndpoint = 192.0.3.1:51820\n"))
+    for network in ("10.9.0.0/24", "198.51.100.0/24"):
+        phone_ns.run(["ip", "route", "add", network, "dev", phone_if])
+    phone_ns.ping("10.9.0.1")
+    guide = "iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o eth0 -j MASQUERADE"
+    server.ns.run(guide.split())
+    lost = phone_ns.run(["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.1"],
+                        check=False)
+    assert lost.returncode != 0, lost.stdout
+    (finding,) = _matching(doctor(server)[1], "masquerade", "fail")
+    _run_fix(server, finding["fix"].split(" (and fix")[0])
+    phone_ns.ping("198.51.100.1")
+    status, findings = doctor(server)
+    assert _matching(findings, "masquerade", "ok") and status == 0, findings
+
+
+def _config_psk(server: Server) -> str:
+    line = next(line for line in server.config.read_text().splitlines()
+                if line.startswith("PresharedKey = "))
+    return line.removeprefix("PresharedKey = ")
+
+
+def _run_fix(server: Server, fix: str) -> None:
+    server.ns.run(["bash", "-c", fix])
+
+
+@pytest.mark.parametrize("tool", ["iptables", "nft"])
+def test_doctor_forward_policy_drop_without_replies(topo: Topology, tool: str) -> None:
+    """FORWARD policy drop with only the tunnel's inbound accepted: the clients' requests go
+    out, the replies never come back. doctor names the missing rule; adding it passes."""
+    server = build_gateway(topo)
+    server.ns.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.9.0.0/24",
+                   "-o", "ens3", "-j", "MASQUERADE"])
+    if tool == "iptables":
+        server.ns.run(["iptables", "-P", "FORWARD", "DROP"])
+        server.ns.run(["iptables", "-A", "FORWARD", "-i", server.ifname, "-j", "ACCEPT"])
+        missing = (f"iptables -A FORWARD -o {server.ifname} -m conntrack --ctstate "
+                   "RELATED,ESTABLISHED -j ACCEPT")
+    else:
+        server.ns.run(["nft", (
+            "add table inet wgofw; "
+            "add chain inet wgofw forward { type filter hook forward priority 0; policy drop; }; "
+            f"add rule inet wgofw forward iifname \"{server.ifname}\" accept")])
+        missing = (f'nft add rule inet wgofw forward oifname "{server.ifname}" '
+                   "ct state established,related accept")
+    status, findings = doctor(server)
+    (finding,) = _matching(findings, "forward-firewall", "fail")
+    assert status == 1
+    assert f"nothing accepts replies back to {server.ifname}" in finding["message"]
+    assert finding["fix"] == missing
+    _run_fix(server, missing)
+    status, findings = doctor(server)
+    assert _matching(findings, "forward-firewall", "ok") and status == 0, findings
+
+
+def test_doctor_forward_policy_drop_nothing_from_the_tunnel(topo: Topology) -> None:
+    server = build_gateway(topo)
+    server.ns.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "ens3", "-j", "MASQUERADE"])
+    server.ns.run(["iptables", "-P", "FORWARD", "DROP"])
+    server.ns.run(["iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate",
+                   "RELATED,ESTABLISHED", "-j", "ACCEPT"])
+    status, findings = doctor(server)
+    (finding,) = _matching(findings, "forward-firewall", "fail")
+    assert f"packets in from {server.ifname}" in finding["message"] and status == 1
+    assert finding["fix"] == f"iptables -A FORWARD -i {server.ifname} -j ACCEPT"
+    _run_fix(server, finding["fix"])
+    assert doctor(server)[0] == 0
+
+
+# -- what doctor cannot check it says, and fails -------------------------------------------------
+
+
+def test_doctor_missing_interface_or_config_fails(topo: Topology) -> None:
+    ns = topo.netns("srv")
+    missing = topo.ifname("m")
+    result = ops(ns, "doctor", missing)
+    assert result.returncode == 1, result.stdout
+    assert f"FAIL  interface                {missing} is not running" in result.stdout
+    assert " OK " not in result.stdout and "Traceback" not in result.stderr, result.stdout
+    nowhere = topo.tmpdir / "nowhere.conf"
+    result = ops(ns, "doctor", "--config", nowhere)
+    assert result.returncode == 1 and f"FAIL  config                   {nowhere}: No such file" \
+        in result.stdout, result.stdout
+    assert " OK " not in result.stdout
+
+
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+          # only so that nobody can load Python from root's 0700 home: no other privilege
+          "--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
+
+
+def as_nobody(ns: Netns, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return ns.run([*NOBODY, sys.executable, "-m", "wgpy.cli.wg", *map(str, args)],
+                  check=False, timeout=30)
+
+
+def test_operator_tools_say_run_as_root(topo: Topology) -> None:
+    server = build(topo)
+    for args in (["doctor", server.ifname, "--config", server.config],
+                 ["doctor"],
+                 ["check-handshakes", server.ifname],
+                 ["exporter", "--listen", "127.0.0.1:9586", "-i", server.ifname],
+                 ["exporter", "--listen", "127.0.0.1:9586"],
+                 ["peers", server.ifname, "--config", server.config],
+                 ["disable-peer", server.ifname, "phone", "--config", server.config],
+                 ["enable-peer", server.ifname, "phone", "--config", server.config]):
+        result = as_nobody(server.ns, *args)
+        assert result.returncode == 1, (args, result)
+        assert "this needs root (run as root)" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and " OK " not in result.stdout, args

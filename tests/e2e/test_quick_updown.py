@@ -210,6 +210,27 @@ def test_hooks_run_in_order_with_interface_name(topo: Topology) -> None:
     ]
 
 
+@pytest.mark.parametrize("tool", ["wg-quick", "wgpy-quick"])
+def test_pre_up_runs_before_the_interface_exists(topo: Topology, tool: str) -> None:
+    """wg-quick's cmd_up runs PreUp, then add_if: a PreUp hook sees no interface yet."""
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("p")
+    log = topo.tmpdir / "pre-up.log"
+    hook = f"if ip link show %i; then echo exists >> {log}; else echo absent >> {log}; fi"
+    conf = write_conf(topo, ifname, config(topo, interface=f"PreUp = {hook}\n"))
+    if tool == "wg-quick":
+        topo.track_interface(ns, ifname)
+        ns.run(["wg-quick", "up", str(conf)], env=quick_env("wireguard-go"), timeout=60)
+    else:
+        wgpy_quick(topo, ns, "up", conf)
+    assert log.read_text() == "absent\n"
+    assert ns.link_exists(ifname)
+    if tool == "wg-quick":
+        ns.run(["wg-quick", "down", str(conf)], env=quick_env("wireguard-go"), timeout=60)
+    else:
+        wgpy_quick(topo, ns, "down", conf)
+
+
 def test_up_twice_and_down_of_unknown_interface(topo: Topology) -> None:
     ns, _ = one_side(topo)
     ifname = topo.ifname("u")
@@ -241,8 +262,9 @@ def test_explicit_and_automatic_mtu(topo: Topology) -> None:
 def test_save_config_on_down_writes_running_state_0600(topo: Topology) -> None:
     ns, _ = one_side(topo)
     ifname = topo.ifname("s")
-    conf = write_conf(topo, ifname, config(
-        topo, interface="ListenPort = 51999\nMTU = 1380\nSaveConfig = true\nPostUp = true %i\n"))
+    text = config(
+        topo, interface="ListenPort = 51999\nMTU = 1380\nSaveConfig = true\nPostUp = true %i\n")
+    conf = write_conf(topo, ifname, text)
     wgpy_quick(topo, ns, "up", conf)
     _, new_peer = topo.genkey()
     topo.wg(ns, "set", ifname, "peer", new_peer, "allowed-ips", "10.83.0.0/24")
@@ -251,22 +273,104 @@ def test_save_config_on_down_writes_running_state_0600(topo: Topology) -> None:
     wgpy_quick(topo, ns, "down", conf)
     saved = conf.read_text()
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
-    assert saved.startswith("[Interface]\nAddress = 10.80.0.2/24\nAddress = 10.84.0.1/24\n")
-    assert "MTU = 1380\nSaveConfig = true\nPostUp = true %i\nListenPort = 51999\n" in saved
-    assert f"[Peer]\nPublicKey = {new_peer}\nAllowedIPs = 10.83.0.0/24\n" in saved
-    assert "Endpoint = 198.51.100.1:51820" in saved
-    # The saved file brings the same device back.
+    # merged into the file: the changed line in place, the runtime peer appended
+    assert saved == text.replace(
+        "Address = 10.80.0.2/24\n", "Address = 10.80.0.2/24, 10.84.0.1/24\n"
+    ) + f"\n[Peer]\nPublicKey = {new_peer}\nAllowedIPs = 10.83.0.0/24\n"
+    # The saved file brings the same device back, and saving it again changes nothing.
     wgpy_quick(topo, ns, "up", conf)
     assert new_peer in topo.wg_dump(ns, ifname).peers
-    shown = topo.wg(ns, "showconf", ifname).stdout
     wgpy_quick(topo, ns, "save", conf)
-    # wireguard-go lists peers in Go map order, so compare the peer sections as a set.
-    saved_interface, *saved_peers = conf.read_text().split("\n\n")
-    shown_interface, *shown_peers = shown.split("\n\n")
-    assert saved_interface.endswith(shown_interface.split("\n", 1)[1])
-    assert {p.strip() for p in saved_peers} == {p.strip() for p in shown_peers}
-    assert len(saved_peers) == 2
+    assert conf.read_text() == saved
     wgpy_quick(topo, ns, "down", conf)
+
+
+def test_save_keeps_comments_names_and_hooks(topo: Topology) -> None:
+    """A server file with peer names, the remembered endpoint, comments and a hook with `&`:
+    after a peer is added and one removed at runtime, `down` (SaveConfig) keeps every byte
+    of what still runs, and the operator tools still find the peers by name afterwards."""
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("c")
+    private, _ = topo.genkey()
+    alice, bob = topo.genkey()[1], topo.genkey()[1]
+    log = topo.tmpdir / "hook.log"
+    text = (
+        "# office server, edited by hand\n"
+        "\n"
+        "[Interface]\n"
+        f"PrivateKey = {private}\n"
+        "ListenPort = 51820   # open in the firewall\n"
+        "Address = 10.80.0.1/24\n"
+        "# wgpy: Endpoint = 198.51.100.2:51820\n"
+        f"PostUp = echo one >> {log} && echo two >> {log} & wait\n"
+        "SaveConfig = true\n"
+        "\n"
+        "[Peer]\n"
+        "# friendly_name = alice\n"
+        f"PublicKey = {alice}\n"
+        "AllowedIPs = 10.80.0.2/32\n"
+        "\n"
+        "[Peer]\n"
+        "# friendly_name = bob\n"
+        f"PublicKey = {bob}\n"
+        "AllowedIPs = 10.80.0.3/32\n"
+    )
+    conf = write_conf(topo, ifname, text)
+    wgpy_quick(topo, ns, "up", conf)
+    _, carol = topo.genkey()
+    topo.wg(ns, "set", ifname, "peer", carol, "allowed-ips", "10.80.0.4/32")
+    topo.wg(ns, "set", ifname, "peer", bob, "remove")
+    wgpy_quick(topo, ns, "down", conf)
+    saved = conf.read_text()
+    head, _, _ = text.partition("[Peer]\n# friendly_name = bob")
+    assert saved == f"{head.rstrip()}\n\n[Peer]\nPublicKey = {carol}\nAllowedIPs = 10.80.0.4/32\n"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    # the names and the remembered endpoint still work for the operator tools
+    wgpy_quick(topo, ns, "up", conf)
+    env = quick_env("wireguard-go")
+    added = ns.run([sys.executable, "-m", "wgpy.ops.commands", "add-peer", ifname,
+                    "--name", "dave", "--config", str(conf)], env=env, check=False)
+    assert added.returncode == 0, added.stderr
+    assert "Endpoint = 198.51.100.2:51820\n" in added.stdout
+    removed = ns.run([sys.executable, "-m", "wgpy.ops.commands", "remove-peer", ifname,
+                      "alice", "--config", str(conf)], env=env, check=False)
+    assert removed.returncode == 0, removed.stderr
+    wgpy_quick(topo, ns, "down", conf)
+    assert "# friendly_name = dave" in conf.read_text()
+    assert alice not in conf.read_text()
+
+
+def test_save_keeps_a_disabled_peer_disabled(topo: Topology) -> None:
+    """disable-peer comments a peer out ('#disabled# '); `down` with SaveConfig keeps that
+    block as it is (also when the peer was put back by hand with `wg set`), removes a peer
+    gone at runtime without taking the block above it along, and enable-peer still works."""
+    ns, _ = one_side(topo)
+    ifname = topo.ifname("x")
+    private, _ = topo.genkey()
+    alice, bob = topo.genkey()[1], topo.genkey()[1]
+    text = (
+        f"[Interface]\nPrivateKey = {private}\nListenPort = 51821\nAddress = 10.80.0.1/24\n"
+        "SaveConfig = true\n\n"
+        f"[Peer]\n# friendly_name = bob\nPublicKey = {bob}\nAllowedIPs = 10.80.0.3/32\n"
+        f"[Peer]\n# friendly_name = alice\nPublicKey = {alice}\nAllowedIPs = 10.80.0.2/32\n"
+    )
+    conf = write_conf(topo, ifname, text)
+    wgpy_quick(topo, ns, "up", conf)
+    env = quick_env("wireguard-go")
+    ops = [sys.executable, "-m", "wgpy.ops.commands"]
+    ns.run([*ops, "disable-peer", ifname, "bob", "--config", str(conf)], env=env)
+    disabled = conf.read_text()
+    assert "#disabled# AllowedIPs = 10.80.0.3/32\n[Peer]\n" in disabled  # right above alice
+    topo.wg(ns, "set", ifname, "peer", bob, "allowed-ips", "10.80.0.3/32")  # by hand
+    topo.wg(ns, "set", ifname, "peer", alice, "remove")
+    wgpy_quick(topo, ns, "down", conf)
+    assert conf.read_text() == disabled.partition("[Peer]\n# friendly_name = alice")[0]
+    wgpy_quick(topo, ns, "up", conf)
+    assert list(topo.wg_dump(ns, ifname).peers) == []
+    ns.run([*ops, "enable-peer", ifname, "bob", "--config", str(conf)], env=env)
+    assert list(topo.wg_dump(ns, ifname).peers) == [bob]
+    wgpy_quick(topo, ns, "down", conf)
+    assert f"\n[Peer]\n# friendly_name = bob\nPublicKey = {bob}\n" in conf.read_text()
 
 
 def test_same_state_as_wg_quick(topo: Topology) -> None:
@@ -370,14 +474,18 @@ def test_dns_servers_and_search_domains_saved(topo: Topology) -> None:
     ifname = topo.ifname("n")
     resolver = namespace_resolver(topo, ns)
     try:
-        conf = write_conf(topo, ifname, config(
-            topo, interface="DNS = 10.80.0.53, fd80::53, corp.example\nSaveConfig = true\n"))
+        text = config(
+            topo, interface="DNS = 10.80.0.53, fd80::53, corp.example\nSaveConfig = true\n")
+        conf = write_conf(topo, ifname, text)
         wgpy_quick(topo, ns, "up", conf, extra_env=resolver.env)
         assert resolv_conf_seen_in(ns) == (
             "nameserver 10.80.0.53\nnameserver fd80::53\nsearch corp.example\n")
+        port = topo.wg(ns, "show", ifname, "listen-port").stdout.strip()
         wgpy_quick(topo, ns, "down", conf, extra_env=resolver.env)
-        saved = conf.read_text()
-        assert "DNS = 10.80.0.53\nDNS = fd80::53\nDNS = corp.example\n" in saved
+        # what resolvconf held is what the file says; the port the device picked is pinned
+        # (as wg-quick's save does), added after the section's last line
+        assert conf.read_text() == text.replace(
+            "SaveConfig = true\n", f"SaveConfig = true\nListenPort = {port}\n")
         assert resolv_conf_seen_in(ns) == resolver.original
         assert resolver.calls() == [f"-a {ifname} -m 0 -x", f"-l {ifname}", f"-d {ifname} -f"]
     finally:

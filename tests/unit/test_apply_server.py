@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import logging
 import os
 import socket
 import stat
@@ -16,6 +17,7 @@ import stat
 import pytest
 from looplib import spinning
 
+from wgpy.control import server as server_module
 from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
@@ -195,3 +197,217 @@ def test_redact_cuts_key_material() -> None:
     assert key_b64 not in _redact(f"failed to parse line {key_b64!r}")
     assert "a1b2" * 8 not in _redact("x " + "a1b2" * 16)
     assert _redact("invalid UAPI peer key: endpointx") == "invalid UAPI peer key: endpointx"
+
+
+# --- bounded cost per connection: descriptors, connection count, idleness, output, scanning ---
+# These drive the loop round by round from the test (no thread) on a scripted clock, and count
+# what the server does rather than timing it.
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class NoRoomListener:
+    """A real listening socket (so the loop can poll it) whose accept fails with EMFILE, as it
+    does once the process has no descriptor left, until `no_room` is cleared."""
+
+    def __init__(self, real: socket.socket, code: int = errno.EMFILE) -> None:
+        self.real = real
+        self.code = code
+        self.no_room = True
+        self.accepts = 0
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.real.setblocking(flag)
+
+    def accept(self):
+        self.accepts += 1
+        if self.no_room:
+            raise OSError(self.code, os.strerror(self.code))
+        return self.real.accept()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.fixture
+def stepped(tmp_path):
+    """(path, handler, loop, clock, make_server): a server on a loop the test turns itself."""
+    directory = str(tmp_path / "wireguard")
+    clock = FakeClock()
+    loop = DeviceLoop(IdleDevice(), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"),
+                      clock=clock)
+    handler = RecordingHandler()
+    path = socket_path("wgdstep0", directory)
+    servers = []
+
+    def make_server(wrap=lambda listener: listener, **kwargs) -> UapiServer:
+        server = UapiServer(wrap(open_uapi_socket("wgdstep0", directory)), path, handler, loop,
+                            **kwargs)
+        servers.append(server)
+        return server
+
+    yield path, handler, loop, clock, make_server
+    for server in servers:
+        server.close()
+    loop.close()
+
+
+def rounds(loop: DeviceLoop, count: int = 5) -> None:
+    for _ in range(count):
+        loop.run_once(max_wait=0)
+
+
+def received(sock: socket.socket) -> bytes:
+    """What has arrived so far (b"" once the server hung up), without waiting."""
+    data = b""
+    sock.setblocking(False)
+    try:
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(3)
+    return data
+
+
+def hung_up(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    finally:
+        sock.settimeout(3)
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EINVAL])
+def test_out_of_descriptors_the_listener_rests_instead_of_spinning(stepped, caplog, code):
+    """EMFILE/ENFILE: no descriptor left; EINVAL stands for any error that is not about the
+    one connection being accepted: none of them may be retried at loop speed."""
+    path, _handler, loop, _clock, make_server = stepped
+    listeners: list[NoRoomListener] = []
+    make_server(lambda real: listeners.append(NoRoomListener(real, code)) or listeners[0])
+    with caplog.at_level(logging.ERROR, logger="wgpy.control.server"), connect(path):
+        rounds(loop, 50)  # a connection waits: the listener stays readable
+    assert listeners[0].accepts == 1  # not once per round
+    assert len(caplog.records) == 1
+
+
+def test_a_resting_listener_tries_again_later_and_serves_once_there_is_room(stepped):
+    path, _handler, loop, clock, make_server = stepped
+    listeners: list[NoRoomListener] = []
+    make_server(lambda real: listeners.append(NoRoomListener(real)) or listeners[0], clock=clock)
+    with connect(path) as client:
+        client.sendall(b"get=1\n\n")
+        rounds(loop, 10)
+        assert listeners[0].accepts == 1
+        clock.now += server_module.ACCEPT_BACKOFF / 2
+        rounds(loop, 10)
+        assert listeners[0].accepts == 1  # still resting
+        clock.now += max(server_module.ACCEPT_BACKOFF, 1.0)  # and the loop's housekeeping
+        rounds(loop, 10)
+        assert listeners[0].accepts == 2  # tried again, still no room: rests again
+        listeners[0].no_room = False
+        clock.now += max(server_module.ACCEPT_BACKOFF, 1.0)
+        rounds(loop, 10)
+        assert received(client) == b"private_key=00\nerrno=0\n\n"
+
+
+def test_connections_are_capped_and_the_longest_idle_one_makes_room(stepped, monkeypatch):
+    path, _handler, loop, clock, make_server = stepped
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 4)
+    server = make_server(clock=clock)
+    idle = [connect(path) for _ in range(4)]
+    rounds(loop)
+    clock.now += 0.1
+    idle[0].sendall(b"get=1\n\n")  # busy a moment ago: the others were idle longer
+    rounds(loop)
+    assert received(idle[0]).endswith(b"errno=0\n\n")
+    with connect(path) as newcomer:
+        newcomer.sendall(b"get=1\n\n")
+        rounds(loop, 10)
+        assert len(server.connections) == 4
+        assert received(newcomer) == b""  # waits: nobody has been idle long enough
+        clock.now += server_module.EVICT_AFTER + 1.0
+        rounds(loop, 10)
+        assert received(newcomer) == b"private_key=00\nerrno=0\n\n"
+        assert len(server.connections) == 4
+        assert [hung_up(sock) for sock in idle] == [False, True, False, False]
+    for sock in idle:
+        sock.close()
+
+
+def test_a_connection_that_moves_no_byte_for_the_idle_timeout_is_closed(stepped):
+    path, _handler, loop, clock, make_server = stepped
+    server = make_server(clock=clock)
+    silent, partial, active = connect(path), connect(path), connect(path)
+    rounds(loop)
+    partial.sendall(b"set=1\nlisten_port=1\n")  # never finished
+    rounds(loop)
+    for step in range(3):
+        clock.now += server_module.IDLE_TIMEOUT / 2
+        active.sendall(b"get=1\n\n")
+        rounds(loop)
+        assert received(active).endswith(b"errno=0\n\n"), step
+    assert hung_up(silent) and hung_up(partial)
+    assert not hung_up(active)
+    assert len(server.connections) == 1
+    for sock in (silent, partial, active):
+        sock.close()
+
+
+class CountingBuffer(bytearray):
+    """A bytearray that adds up how many bytes its find() calls look at."""
+
+    scanned = 0
+
+    def find(self, sub, start=0, *args):  # type: ignore[override]
+        CountingBuffer.scanned += len(self) - (start if start >= 0 else len(self) + start)
+        return super().find(sub, start, *args)
+
+
+def test_a_request_arriving_a_byte_at_a_time_is_scanned_once_not_from_its_start(stepped):
+    path, handler, loop, _clock, make_server = stepped
+    server = make_server()
+    request = b"set=1\n" + b"allowed_ip=10.0.0.0/8\n" * 150 + b"\n"
+    with connect(path) as client:
+        rounds(loop)
+        (conn,) = server.connections.values()
+        conn.inbuf = CountingBuffer()
+        CountingBuffer.scanned = 0
+        for byte in request:
+            client.sendall(bytes([byte]))
+            loop.run_once(max_wait=0)
+        rounds(loop)
+        assert received(client) == b"errno=0\n\n"
+    assert len(handler.sets) == 1
+    assert 0 < CountingBuffer.scanned <= 3 * len(request)
+
+
+def test_answers_a_client_does_not_read_are_bounded_and_all_arrive_once_it_reads(stepped):
+    path, handler, loop, _clock, make_server = stepped
+    server = make_server()
+    handler.get_text = "x" * 100_000 + "\nerrno=0\n\n"
+    answer = handler.get_text.encode()
+    with connect(path) as client:
+        client.sendall(b"get=1\n\n" * 100)
+        rounds(loop, 20)
+        (conn,) = server.connections.values()
+        assert len(conn.outbuf) <= server_module.OUTPUT_HIGH_WATER + len(answer)
+        data = b""
+        for _ in range(2000):
+            data += received(client)
+            if len(data) >= 100 * len(answer):
+                break
+            loop.run_once(max_wait=0)
+            assert len(conn.outbuf) <= server_module.OUTPUT_HIGH_WATER + len(answer)
+        assert data == answer * 100

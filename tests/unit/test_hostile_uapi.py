@@ -35,6 +35,9 @@ NOW = 100.0
 
 
 class NullLoop:
+    def __init__(self) -> None:
+        self.on_housekeeping: list = []
+
     def set_events(self, fileobj, events, callback) -> None:
         pass
 

@@ -8,6 +8,7 @@ so nothing touches the host's network and nothing needs cleaning up.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import select
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import pytest
 
 from wgpy.io import tun_linux, udp
-from wgpy.io.tun_linux import LinkGone, TunDevice
+from wgpy.io.tun_linux import LinkGone, TunDevice, TunDropped
 
 CLONE_NEWNET = 0x40000000
 
@@ -81,9 +82,14 @@ def _tun_roundtrip(vnet_hdr: bool) -> None:
     assert tun_linux.get_mtu("wgdtun0") == 1420
     assert tun.vnet_hdr == vnet_hdr
     assert tun.read_packet() is None  # non-blocking
-    # while the link is down the kernel refuses writes (EIO): dropped, not "link gone"
-    tun.write_packet(icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1])))
-    tun.write_batch([icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1]))] * 2)
+    # while the link is down the kernel refuses writes (EIO): dropped and said so, not "link
+    # gone"; a batch is written to the end and counts every packet lost
+    with pytest.raises(TunDropped) as raised:
+        tun.write_packet(icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1])))
+    assert (raised.value.errno, raised.value.dropped) == (errno.EIO, 1)
+    with pytest.raises(TunDropped) as raised:
+        tun.write_batch([icmp_echo_request(bytes([10, 7, 0, 2]), bytes([10, 7, 0, 1]))] * 2)
+    assert (raised.value.errno, raised.value.dropped) == (errno.EIO, 2)
     subprocess.run(["ip", "addr", "add", "10.7.0.1/24", "dev", "wgdtun0"], check=True)
     subprocess.run(["ip", "link", "set", "wgdtun0", "up"], check=True)
     # a ping from "the tunnel" to the interface's own address: the kernel answers into the TUN
@@ -97,8 +103,10 @@ def _tun_roundtrip(vnet_hdr: bool) -> None:
         raise AssertionError("no echo reply")
     assert packet[12:16] == bytes([10, 7, 0, 1]) and packet[16:20] == bytes([10, 7, 0, 2])
     assert packet.endswith(b"wgpy")
-    # garbage is refused by the kernel and dropped, not raised
-    tun.write_packet(b"\x00garbage")
+    # garbage is refused by the kernel (EINVAL): one packet dropped
+    with pytest.raises(TunDropped) as raised:
+        tun.write_packet(b"\x00garbage")
+    assert (raised.value.errno, raised.value.dropped) == (errno.EINVAL, 1)
     # deleting the link wakes the reader, which reports LinkGone
     subprocess.run(["ip", "link", "del", "wgdtun0"], check=True)
     wait_readable(tun.fileno())

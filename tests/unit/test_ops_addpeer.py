@@ -345,3 +345,134 @@ def test_concurrent_add_peers_get_distinct_addresses(tmp_path: Path) -> None:
     assert errors == []
     assert len(set(results)) == 6
     assert len(parse_config(path.read_text()).peers) == 7
+
+
+# -- input checked before anything is written -----------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", [
+    "not a host", "not a host:51820", "vpn.example.com:51820\nPostUp = touch /tmp/owned",
+    "vpn.example.com:0", "vpn.example.com:65536", "vpn.example.com:http", "2001:db8::1:51820x",
+    "[192.0.2.1]:51820", "[2001:db8::1", "192.0.2.300:51820", "-bad-.example:1", "a_b.example:1",
+])
+def test_refuses_bad_endpoint(tmp_path: Path, endpoint: str) -> None:
+    path = write(tmp_path, server_text())
+    _assert_refused(path, FakeControl(DeviceState(private_key=SERVER_PRIVATE)),
+                    request(path, endpoint=endpoint), "--endpoint: endpoint: ")
+
+
+@pytest.mark.parametrize(("given", "written"), [
+    ("vpn.example.com:51820", "vpn.example.com:51820"), ("vpn.example.com", "vpn.example.com:51820"),
+    ("192.0.2.1:1", "192.0.2.1:1"), ("[2001:db8::1]:443", "[2001:db8::1]:443"),
+    ("2001:db8::1", "[2001:db8::1]:51820"), ("[2001:db8::1]", "[2001:db8::1]:51820"),
+])
+def test_accepted_endpoints(tmp_path: Path, given: str, written: str) -> None:
+    path = write(tmp_path, server_text())
+    result = add_peer(request(path, endpoint=given), FakeControl(None))
+    assert parse_config(result.client_config).peers[0].endpoint == written
+
+
+def test_a_bad_remembered_endpoint_is_refused_with_where_it_is(tmp_path: Path) -> None:
+    path = write(tmp_path, server_text().replace(
+        "ListenPort", "# wgpy: Endpoint = not a host\nListenPort"))
+    _assert_refused(path, FakeControl(None), request(path, endpoint=None),
+                    r"wg0.conf: '# wgpy: Endpoint': endpoint: not a host name")
+
+
+def test_refuses_dns_that_is_not_an_address(tmp_path: Path) -> None:
+    path = write(tmp_path, server_text())
+    _assert_refused(path, FakeControl(None), request(path, dns=["1.1.1.1", "corp.example"]),
+                    "--dns: not an IP address: 'corp.example'")
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "esc\x1b[31m", "line\u2028separator", "ne\x85l"])
+def test_refuses_unprintable_names(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, server_text())
+    _assert_refused(path, FakeControl(None), request(path, name), "--name: .*printable")
+
+
+def test_address_outside_the_subnets_needs_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, server_text())
+    _assert_refused(path, FakeControl(None), request(path, address="10.99.0.5"),
+                    r"outside the interface's subnets \(10.8.0.0/24, fd08::/64\)")
+    result = add_peer(request(path, address="10.99.0.5", allow_outside_subnet=True),
+                      FakeControl(None))
+    assert [str(a) for a in result.addresses] == ["10.99.0.5/32"]
+    assert "AllowedIPs = 10.99.0.5/32" in path.read_text()
+
+
+def test_no_control_character_reaches_a_config_file(tmp_path: Path) -> None:
+    from wgpy.conf import ConfigError, write_config_file
+
+    target = tmp_path / "wg0.conf"
+    for text in ("[Peer]\nEndpoint = a\x1b:1\n", "[Interface]\nPostUp = a\rb\n", "x\x00\n"):
+        with pytest.raises(ConfigError, match="wg0.conf:2: .*control character|wg0.conf:1: "):
+            write_config_file(target, text)
+        assert not target.exists()
+        assert list(tmp_path.iterdir()) == []
+    write_config_file(target, "[Interface]\r\n\tListenPort = 1\r\n")  # CRLF and tabs are fine
+
+
+def _add_with_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
+    path = tmp_path / "wg0.conf"
+    if not path.exists():
+        write(tmp_path, server_text())
+    monkeypatch.setattr(commands, "control_factory", lambda: FakeControl(None))
+    return commands.main(["add-peer", "wg0", "--name", f"p{len(list(tmp_path.iterdir()))}",
+                          "--config", str(path), "--endpoint", "vpn.example.com:51820", *extra])
+
+
+def test_out_files_never_follow_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    out, png = tmp_path / "client.conf", tmp_path / "client.png"
+    out.symlink_to(target)
+    png.symlink_to(target)
+    assert _add_with_out(tmp_path, monkeypatch, "--out", str(out), "--qr-png", str(png)) == 0
+    assert target.read_text() == "keep me\n"
+    for path in (out, png):
+        assert not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) == 0o600
+    assert "PrivateKey" in out.read_text()
+
+
+def test_out_file_owned_by_someone_else_is_replaced(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    out = tmp_path / "client.conf"
+    out.write_text("")
+    out.chmod(0o644)
+    os.chown(out, 65534, 65534)
+    assert _add_with_out(tmp_path, monkeypatch, "--out", str(out)) == 0
+    info = out.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
+    assert "PrivateKey" in out.read_text()
+
+
+def test_unwritable_out_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, server_text())
+    before = path.read_bytes()
+    missing = tmp_path / "no-such-dir" / "client.conf"
+    assert _add_with_out(tmp_path, monkeypatch, "--out", str(missing)) == 1
+    assert f"--out {missing}: No such file or directory" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wg0.conf"]
+
+
+def test_out_files_are_removed_when_the_live_change_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, server_text())
+    before = path.read_bytes()
+    monkeypatch.setattr(commands, "control_factory", lambda: FakeControl(
+        DeviceState(private_key=SERVER_PRIVATE), fail_set=True))
+    out, png = tmp_path / "client.conf", tmp_path / "client.png"
+    status = commands.main(["add-peer", "wg0", "--name", "phone", "--config", str(path),
+                            "--endpoint", "vpn.example.com:51820", "--out", str(out),
+                            "--qr-png", str(png)])
+    assert status == 1
+    assert "could not change the running interface" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert not out.exists() and not png.exists()

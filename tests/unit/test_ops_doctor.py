@@ -261,3 +261,136 @@ def test_text_and_exit_status() -> None:
     assert doctor.has_failures(findings)
     text = doctor.format_text(findings, "wg0")
     assert "  FAIL  file-mode" in text and "fix: chmod 600 /e/wg0.conf" in text
+
+
+def test_masquerade_must_match_the_interface_clients_leave_by() -> None:
+    guide = ("### iptables-save\n*nat\n:POSTROUTING ACCEPT [0:0]\n"
+             "-A POSTROUTING -s 10.8.0.0/24 -o eth0 -j MASQUERADE\nCOMMIT\n")
+    view = host(ipv4_forwarding=True, firewall_text=guide, egress={"10.8.0.2": "ens3"},
+                routes=[Route(net("0.0.0.0/0"), "ens3", "192.0.2.1")])
+    (finding,) = bad(run(conf(), view=view), "masquerade")
+    assert finding.status is Status.FAIL
+    assert "leaves by ens3 (ip route get 1.1.1.1 from 10.8.0.2 iif wg0)" in finding.message
+    assert "only cover -o eth0" in finding.message
+    assert finding.fix.startswith("iptables -t nat -A POSTROUTING -s 10.8.0.0/24 -o ens3 "
+                                  "-j MASQUERADE")
+    for fixed in (guide.replace("-o eth0", "-o ens3"), guide.replace("-o eth0", "-o ens+"),
+                  guide.replace("-o eth0 ", "")):
+        assert bad(run(conf(), view=host(ipv4_forwarding=True, firewall_text=fixed,
+                                         egress={"10.8.0.2": "ens3"})), "masquerade") == []
+    other_source = guide.replace("-s 10.8.0.0/24 -o eth0", "-s 10.99.0.0/24 -o ens3")
+    assert bad(run(conf(), view=host(ipv4_forwarding=True, firewall_text=other_source,
+                                     egress={"10.8.0.2": "ens3"})), "masquerade")
+
+
+def test_nat_rules_of_nft_and_iptables() -> None:
+    text = ('### nft list ruleset\ntable ip nat {\n\tchain POSTROUTING {\n'
+            '\t\ttype nat hook postrouting priority srcnat; policy accept;\n'
+            '\t\toifname "eth0" ip saddr 10.9.0.0/24 counter packets 0 bytes 0 masquerade\n'
+            '\t\toifname != "lo" snat to 192.0.2.1\n\t}\n}\n'
+            "### iptables-save\n*nat\n-A POSTROUTING ! -o wg+ -j SNAT --to-source 1.2.3.4\n"
+            "COMMIT\n*filter\n-A FORWARD -o eth0 -j MASQUERADE\nCOMMIT\n")
+    rules = firewall.source_nat_rules(text)
+    assert [(r.out_interface, r.negated, r.source) for r in rules] == [
+        ("eth0", False, "10.9.0.0/24"), ("lo", True, None), ("wg+", True, None)]
+    assert rules[0].matches_interface("eth0") and not rules[0].matches_interface("ens3")
+    assert rules[1].matches_interface("ens3") and not rules[1].matches_interface("lo")
+    assert rules[2].matches_interface("ens3") and not rules[2].matches_interface("wg0")
+    assert rules[0].matches_source("10.9.0.2") and not rules[0].matches_source("10.8.0.2")
+
+
+FORWARD_NFT = """### nft list ruleset
+table inet filter {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy drop;
+%s\t}
+}
+"""
+
+
+def test_forward_gaps() -> None:
+    assert [(g.missing, g.rule) for g in firewall.forward_gaps(
+        FORWARD_NFT % '\t\tiifname "wg0" accept\n', "wg0")] == [
+        ("back to the tunnel",
+         'nft add rule inet filter forward oifname "wg0" ct state established,related accept')]
+    both = [g.rule for g in firewall.forward_gaps(FORWARD_NFT % "", "wg0")]
+    assert both == ['nft add rule inet filter forward iifname "wg0" accept',
+                    ('nft add rule inet filter forward oifname "wg0" ct state established,'
+                    'related accept')]
+    for fixed in ('\t\tiifname "wg0" accept\n\t\tct state { established, related } accept\n',
+                  '\t\tiifname "wg*" accept\n\t\toifname "wg0" accept\n',
+                  "\t\taccept\n"):
+        assert firewall.forward_gaps(FORWARD_NFT % fixed, "wg0") == [], fixed
+    assert firewall.forward_gaps((FORWARD_NFT % "").replace("policy drop", "policy accept"),
+                                 "wg0") == []
+    saved = "### iptables-save\n*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i wg0 -j ACCEPT\nCOMMIT\n"
+    assert [g.rule for g in firewall.forward_gaps(saved, "wg0")] == [
+        "iptables -A FORWARD -o wg0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
+    fixed = saved.replace("COMMIT", "-A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT\n"
+                                    "COMMIT")
+    assert firewall.forward_gaps(fixed, "wg0") == []
+    catch_all = saved.replace(":FORWARD DROP", ":FORWARD ACCEPT").replace(
+        "COMMIT", "-A FORWARD -j REJECT --reject-with icmp-port-unreachable\nCOMMIT")
+    assert len(firewall.forward_gaps(catch_all, "wg0")) == 1
+    # iptables-nft: its table shows in both dumps; the iptables command is the one to give
+    nft_copy = ("### nft list ruleset\ntable ip filter {\n\tchain FORWARD {\n"
+                "\t\ttype filter hook forward priority filter; policy drop;\n"
+                '\t\tiifname "wg0" counter packets 0 bytes 0 accept\n\t}\n}\n')
+    assert [g.tool for g in firewall.forward_gaps(nft_copy + saved, "wg0")] == ["iptables-save"]
+
+
+def test_forward_firewall_check_on_a_gateway() -> None:
+    saved = "### iptables-save\n*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i wg0 -j ACCEPT\nCOMMIT\n"
+    (finding,) = bad(run(conf(), view=host(ipv4_forwarding=True, firewall_text=saved)),
+                     "forward-firewall")
+    assert finding.status is Status.FAIL and "replies back to wg0" in finding.message
+    assert bad(run(conf(), view=host(firewall_text=saved)), "forward-firewall") == []
+
+
+def test_duplicate_peer_keys() -> None:
+    config = conf(peers=peer_text(PHONE, "10.8.0.2/32", name="phone")
+                  + peer_text(PHONE, "10.8.0.3/32", name="phone2"))
+    (finding,) = bad(run(config), "duplicate-peer")
+    assert finding.status is Status.FAIL and "lines 6, 12 of /e/wg0.conf" in finding.message
+
+
+def test_allowed_ips_not_routed_to_the_interface() -> None:
+    live = DeviceState(private_key=SERVER, listen_port=51820, peers=[
+        PeerState(public_key=PHONE, allowed_ips=[net("10.8.0.2/32"), net("192.168.5.0/24")])])
+    config = conf(peers=peer_text(PHONE, "10.8.0.2/32, 192.168.5.0/24", name="phone"))
+    subject = doctor.build_subject("wg0", config, config.path, live)
+    assert doctor.route_probes(subject).destinations == ["10.8.0.2", "192.168.5.1"]
+    view = host(route_devices={"10.8.0.2": "wg0", "192.168.5.1": "eth0"})
+    (finding,) = bad(run(config, live, view), "allowed-ips-routed")
+    assert "192.168.5.0/24 of phone (" in finding.message and "leave by eth0" in finding.message
+    assert finding.fix.startswith("ip route add 192.168.5.0/24 dev wg0")
+    view = host(route_devices={"10.8.0.2": "wg0", "192.168.5.1": "wg0"})
+    assert bad(run(config, live, view), "allowed-ips-routed") == []
+
+
+def test_save_config_over_hand_written_comments() -> None:
+    config = conf("SaveConfig = true")
+    (finding,) = bad(run(config), "save-config")
+    assert finding.status is Status.WARN
+    assert "drops its comments: 1 line (7): peer names" in finding.message
+    assert bad(run(conf("SaveConfig = true", peers=peer_text(PHONE, "10.8.0.2/32"))),
+               "save-config") == []
+    assert bad(run(conf()), "save-config") == []
+
+
+def test_forward_accepts_in_chains_jumped_to() -> None:
+    """ufw and Docker keep their accept rules in chains FORWARD jumps to; nftables' stock
+    config accepts replies through a `ct state vmap`."""
+    ufw = ("### iptables-save\n*filter\n:FORWARD DROP [0:0]\n:ufw-before-forward - [0:0]\n"
+           ":ufw-user-forward - [0:0]\n"
+           "-A FORWARD -j ufw-before-forward\n"
+           "-A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+           "-A ufw-before-forward -j ufw-user-forward\n"
+           "-A ufw-user-forward -i wg0 -j ACCEPT\nCOMMIT\n")
+    assert firewall.forward_gaps(ufw, "wg0") == []
+    assert [g.missing for g in firewall.forward_gaps(
+        ufw.replace("-A ufw-user-forward -i wg0 -j ACCEPT\n", ""), "wg0")] == ["from the tunnel"]
+    vmap = FORWARD_NFT % ("\t\tct state vmap { invalid : drop, established : accept, "
+                          "related : accept }\n\t\tjump wg\n")
+    vmap = vmap.replace("}\n}\n", '}\n\tchain wg {\n\t\tiifname "wg0" accept\n\t}\n}\n')
+    assert firewall.forward_gaps(vmap, "wg0") == []

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import ipaddress
+import os
+import signal
+import socket
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -113,3 +119,143 @@ def test_parse_listen() -> None:
     assert exporter.parse_listen(":9586") == ("0.0.0.0", 9586)
     with pytest.raises(ValueError):
         exporter.parse_listen("localhost")
+
+
+class CountingControl(FakeControl):
+    """A daemon that takes a while to answer and counts how often it is asked."""
+
+    def __init__(self, devices: dict[str, DeviceState], delay: float = 0.2) -> None:
+        super().__init__(devices)
+        self.delay = delay
+        self.gets = 0
+        self._count_lock = threading.Lock()
+
+    def get(self, ifname: str) -> DeviceState:
+        with self._count_lock:
+            self.gets += 1
+        time.sleep(self.delay)
+        return super().get(ifname)
+
+
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def test_exporter_concurrent_scrapes_cost_one_read(tmp_path: Path) -> None:
+    """8 scrapers at once, each while the (slow) daemon is being read: one get in all. The
+    clock is the test's, so no scraper can be late enough to count as a new interval."""
+    control = CountingControl({"wg0": state(NOW)})
+    now = [100.0]
+    collector = exporter.WireGuardCollector(lambda: control, config_dir=tmp_path,  # type: ignore[arg-type,return-value]
+                                            clock=lambda: now[0])
+    server = exporter.serve("127.0.0.1", 0, collector)
+    port = server.server_address[1]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: scrape(port), range(8)))
+        assert control.gets == 1
+        assert all(keys.key_to_base64(PHONE) in body for body in bodies)
+        now[0] += exporter.CACHE_SECONDS  # a second later, the next scrape reads again
+        scrape(port)
+        assert control.gets == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_exporter_check_names_the_unreadable_interface(tmp_path: Path) -> None:
+    collector = exporter.WireGuardCollector(lambda: FakeControl({"wg0": state(NOW)}),  # type: ignore[arg-type,return-value]
+                                            ["wg0", "nope"], tmp_path)
+    with pytest.raises(OSError) as caught:
+        collector.check()
+    assert caught.value.filename == "nope" and caught.value.errno == errno.ENODEV
+    assert exporter.WireGuardCollector(lambda: FakeControl({"wg0": state(NOW)}),  # type: ignore[arg-type,return-value]
+                                       ["wg0"], tmp_path).check() == ["wg0"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_exporter_command_refuses_an_unknown_interface(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """It exits 1 at start with the reason on stderr. (The old exporter served an empty 200:
+    the SIGTERM sent after 5 s is what would end it, with status 0.)"""
+    monkeypatch.setattr(commands, "control_factory", lambda: FakeControl({"wg0": state(NOW)}))
+    previous = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        status = commands.main(["exporter", "--listen", f"127.0.0.1:{free_port()}", "-i", "nope"])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "cannot read interface nope: No such device" in err and "serving" not in err
+
+
+class FakeDaemon:
+    """A UAPI socket (wireguard-go's protocol) that answers `get=1` slowly and counts them:
+    the exporter goes through the real UapiClient and DeviceControl to reach it."""
+
+    def __init__(self, directory: Path, ifname: str, delay: float) -> None:
+        self.gets = 0
+        self.delay = delay
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(directory / f"{ifname}.sock"))
+        self.listener.listen(64)
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while not request.endswith(b"\n\n"):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return  # a probe that only connected (has_interface)
+                request += chunk
+            if request != b"get=1\n\n":
+                connection.sendall(b"errno=22\n\n")
+                return
+            with self.lock:
+                self.gets += 1
+            time.sleep(self.delay)
+            connection.sendall(f"listen_port=51820\npublic_key={PHONE.hex()}\n"
+                               "tx_bytes=7\nrx_bytes=9\nerrno=0\n\n".encode())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_exporter_concurrent_scrapes_one_uapi_get(tmp_path: Path) -> None:
+    """8 concurrent scrapes of a userspace daemon: one `get=1` on its socket."""
+    from wgpy.control.client import DeviceControl, UapiClient
+
+    daemon = FakeDaemon(tmp_path, "wgx", delay=0.3)
+    now = [0.0]
+    collector = exporter.WireGuardCollector(lambda: DeviceControl(UapiClient(tmp_path)),
+                                            ["wgx"], tmp_path, clock=lambda: now[0])
+    server = exporter.serve("127.0.0.1", 0, collector)
+    port = server.server_address[1]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: scrape(port), range(8)))
+        assert daemon.gets == 1
+        assert all('wireguard_sent_bytes_total{allowed_ips="",friendly_name="",interface="wgx"'
+                   in body for body in bodies)
+    finally:
+        server.shutdown()
+        server.server_close()
+        daemon.close()

@@ -22,7 +22,6 @@ from wgpy.quick import dns, firewall
 from wgpy.quick.config import QuickError, resolve_path, routing_table_number
 from wgpy.quick.device import set_request_from_config
 from wgpy.quick.interface import userspace_command
-from wgpy.quick.save import format_showconf
 from wgpy.quick.up import UndoStack, Up, _routes_to_add
 
 PRIVATE = generate_private_key()
@@ -178,28 +177,6 @@ def test_dns_record_prefix_from_interface_order(tmp_path: Path, monkeypatch: pyt
     assert dns.record_prefix() == "tun."
     order.unlink()
     assert dns.record_prefix() == ""
-
-
-def test_format_showconf_matches_wg_layout() -> None:
-    peer_key = public_key(generate_private_key())
-    psk = bytes(range(32))
-    state = DeviceState(
-        private_key=PRIVATE, listen_port=51820, fwmark=0xCA6C,
-        peers=[
-            PeerState(public_key=PEER, allowed_ips=[ipaddress.ip_network("10.0.0.2/32"),
-                                                    ipaddress.ip_network("fd00::/64")],
-                      endpoint=("fd00::9", 1234), persistent_keepalive=25),
-            PeerState(public_key=peer_key, preshared_key=psk, endpoint=("192.0.2.1", 51820)),
-        ],
-    )
-    assert format_showconf(state) == (
-        "[Interface]\nListenPort = 51820\nFwMark = 0xca6c\n"
-        f"PrivateKey = {key_to_base64(PRIVATE)}\n\n"
-        f"[Peer]\nPublicKey = {key_to_base64(PEER)}\nAllowedIPs = 10.0.0.2/32, fd00::/64\n"
-        "Endpoint = [fd00::9]:1234\nPersistentKeepalive = 25\n\n"
-        f"[Peer]\nPublicKey = {key_to_base64(peer_key)}\nPresharedKey = {key_to_base64(psk)}\n"
-        "Endpoint = 192.0.2.1:51820\n"
-    )
 
 
 networks = st.one_of(
@@ -380,3 +357,15 @@ def test_userspace_fallback_and_its_failures(
     with pytest.raises(QuickError, match="Operation not supported"):
         interface.add_interface(netlink, "wg1")
     assert len(started) == 1
+
+
+def test_an_os_error_names_its_path_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def load(target: str) -> None:
+        raise PermissionError(13, "Permission denied", "/etc/wireguard/wg0.conf")
+
+    monkeypatch.setattr(wg_quick.quick_config, "load", load)
+    monkeypatch.setattr(wg_quick.os, "geteuid", lambda: 0)
+    assert wg_quick.main(["up", "wg0"]) == 1
+    assert capsys.readouterr().err == "wgpy-quick: /etc/wireguard/wg0.conf: Permission denied\n"

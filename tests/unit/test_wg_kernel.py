@@ -167,9 +167,17 @@ def test_kernel_errors_like_wg(tmp_path: Path) -> None:
         raise NetlinkError(errno.ENOENT, "No such file or directory")
 
     client = KernelClient(factory=no_family, module_dir=tmp_path)
-    with pytest.raises(OSError) as info:
-        client.get("wg0")
-    assert info.value.errno == errno.EPROTONOSUPPORT  # "Protocol not supported", as wg says
+    # Without the module: a link that exists but cannot be a WireGuard one is "Protocol not
+    # supported", as wg says; a name no link has is "No such device", as wg says on a host with
+    # the module (the kernel is the reference), not a riddle about protocols.
+    for action in (lambda: client.get("lo"), lambda: client.set("lo", SetRequest())):
+        with pytest.raises(OSError) as info:
+            action()
+        assert info.value.errno == errno.EPROTONOSUPPORT
+    for action in (lambda: client.get("nosuch0"), lambda: client.set("nosuch0", SetRequest())):
+        with pytest.raises(OSError) as info:
+            action()
+        assert info.value.errno == errno.ENODEV
     client = KernelClient(factory=lambda: FakeWireGuard(errno.ENODEV), module_dir=tmp_path)
     for action in (lambda: client.get("wg9"), lambda: client.set("wg9", SetRequest())):
         with pytest.raises(OSError) as info:

@@ -1,6 +1,7 @@
 """wgpy-daemon: a userspace WireGuard interface with wireguard-go's command contract.
 
     wgpy-daemon [-f|--foreground] IFNAME
+    wgpy-daemon --help | -h | --version
 
 Creates the TUN interface IFNAME (MTU 1420), serves the UAPI on /var/run/wireguard/IFNAME.sock
 and runs the device. Without -f (or WG_PROCESS_FOREGROUND=1) it backgrounds the way
@@ -11,14 +12,17 @@ after cannot miss it. The copy's stdio is /dev/null unless LOG_LEVEL asks for lo
 
 LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. WGPY_UDP_OFFLOAD=0 turns
 off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them).
-Exit status as wireguard-go: 0 after a clean run or after printing the usage, 1 when setup
-fails.
+Exit status as wireguard-go: 0 after a clean run or after printing the usage (also for
+--help/-h) or version, 1 when setup fails. Setup refusals go to stderr whatever LOG_LEVEL
+says: an argument starting with '-' (never taken for an interface name), a name Linux
+refuses (saying why), a name a running daemon already serves ("already running as PID N").
 The daemon exits, removing its socket, on SIGTERM/SIGINT, when the interface is deleted and
 when its socket file is deleted.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -26,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from wgpy.constants import DEFAULT_MTU
 
@@ -49,8 +53,70 @@ def _record_early_signal(signum: int, _frame: object) -> None:
     _early_signals.append(signum)
 
 
-def _usage(program: str) -> None:
-    print(f"Usage: {program} [-f/--foreground] INTERFACE-NAME")
+def _usage(program: str, file: TextIO | None = None) -> None:
+    print(f"Usage: {program} [-f/--foreground] INTERFACE-NAME", file=file or sys.stdout)
+
+
+def _name_problem(name: str) -> str | None:
+    """Why Linux would refuse name for an interface (its dev_valid_name), or None."""
+    if "/" in name:
+        return f"interface name `{name}' contains '/', which interface names cannot have"
+    if any(c.isspace() or c == ":" for c in name):
+        return f"interface name `{name}' contains whitespace or ':', which interface names cannot have"
+    if name in (".", ".."):
+        return f"`{name}' cannot be an interface name"
+    if len(name.encode()) > 15:
+        return f"interface name `{name}' is {len(name.encode())} bytes long; at most 15 are allowed"
+    return None
+
+
+def _listening_pid(path: str) -> int | None:
+    """The PID of a process holding the listening unix socket bound to path (from
+    /proc/net/unix and /proc/PID/fd), or None if there is none or it cannot be told."""
+    inodes = set()
+    try:
+        with open("/proc/net/unix") as table:
+            next(table, None)
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+                    inodes.add(f"socket:[{fields[6]}]")
+    except (OSError, ValueError):
+        return None
+    if not inodes:
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry.name}/fd/{fd}") in inodes:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def _already_running(ifname: str) -> str | None:
+    """A message if a daemon already serves ifname (its UAPI socket accepts connections)."""
+    from wgpy.control.server import socket_path
+
+    path = socket_path(ifname)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    pid = _listening_pid(path)
+    who = f"as PID {pid}" if pid is not None else f"(its socket {path} is live)"
+    return f"{ifname}: already running {who}"
 
 
 def _log_level() -> int | None:
@@ -90,16 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     program = os.path.basename(argv[0]) if argv else "wgpy-daemon"
     if program in ("__main__.py", "daemon.py", "-m"):
         program = "wgpy-daemon"
-    if len(argv) == 2 and argv[1] == "--version":
+    if len(argv) == 2 and argv[1] in ("--version", "-v"):
         from wgpy import __version__
 
         print(f"wgpy-daemon v{__version__}\n\nUserspace WireGuard daemon in Python.")
+        return EXIT_SETUP_SUCCESS
+    if len(argv) == 2 and argv[1] in ("--help", "-h"):
+        _usage(program)
         return EXIT_SETUP_SUCCESS
     parsed = _parse_args(argv)
     if parsed is None or not parsed[1]:
         _usage(program)
         return EXIT_SETUP_SUCCESS  # wireguard-go prints the usage and exits 0
     foreground, ifname = parsed
+    # Unlike wireguard-go, an option is never taken for an interface name (`--help` would
+    # otherwise become an interface).
+    inherited = bool(os.environ.get(ENV_UAPI_FD))  # the backgrounded copy: the socket is ours
+    problem = (f"unknown option `{ifname}'" if ifname.startswith("-")
+               else _name_problem(ifname) or (None if inherited else _already_running(ifname)))
+    if problem is not None:
+        print(f"{program}: {problem}", file=sys.stderr)
+        if ifname.startswith("-"):
+            _usage(program, sys.stderr)
+        return EXIT_SETUP_FAILED
     foreground = foreground or os.environ.get(ENV_FOREGROUND) == "1"
     # From here on a SIGTERM/SIGINT must not kill us before the cleanup code is in place (the
     # loop takes them over later); one that arrives early ends the daemon as soon as it runs.
@@ -119,8 +198,16 @@ def main(argv: list[str] | None = None) -> int:
             tun_gro = os.environ.get("WGPY_TUN_GRO", "1") != "0"
             tun = TunDevice.create(ifname, DEFAULT_MTU, vnet_hdr=tun_gro)
         ifname = tun.name
-    except (OSError, ValueError) as e:
-        log.error("Failed to create TUN device: %s", e)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            print(f"{program}: {ifname}: the interface exists and another program holds it",
+                  file=sys.stderr)
+        else:
+            print(f"{program}: {ifname}: cannot create the TUN device: {e.strerror or e}",
+                  file=sys.stderr)
+        return EXIT_SETUP_FAILED
+    except ValueError as e:
+        print(f"{program}: {ifname}: cannot create the TUN device: {e}", file=sys.stderr)
         return EXIT_SETUP_FAILED
     try:
         if os.environ.get(ENV_UAPI_FD):

@@ -33,6 +33,7 @@ class ShowOptions:
     now: int  # time(NULL) when the command runs
     color: bool = False
     show_keys: bool = False  # WG_HIDE_KEYS=never
+    names: dict[bytes, str] | None = None  # `wgpy show --names`: public key -> name
 
 
 # -- small formatters ---------------------------------------------------------------------------
@@ -149,7 +150,9 @@ def pretty(name: str, state: DeviceState, options: ShowOptions) -> str:
     if peers:
         out.append("\n")
     for index, peer in enumerate(peers):
-        out.append(f"{YELLOW}{BOLD}peer{RESET}: {YELLOW}{b64(peer.public_key)}{RESET}\n")
+        label = options.names.get(peer.public_key) if options.names else None
+        named = f" ({label})" if label else ""  # wgpy show --names; wg has no names
+        out.append(f"{YELLOW}{BOLD}peer{RESET}: {YELLOW}{b64(peer.public_key)}{RESET}{named}\n")
         if has_preshared_key(peer):
             out.append(f"  {BOLD}preshared key{RESET}: {masked(peer.preshared_key)}\n")
         if peer.endpoint is not None:
@@ -273,9 +276,11 @@ def showconf(state: DeviceState) -> str:
 
 
 def to_json(name: str, state: DeviceState, show_keys: bool,
-            drops: dict[str, int] | None = None) -> dict[str, Any]:
+            drops: dict[str, int] | None = None,
+            names: dict[bytes, str] | None = None) -> dict[str, Any]:
     """One interface as the documented JSON object (README "JSON output"); "drops" (packets
-    dropped, by reason) only when the daemon reports them (wgpy-daemon)."""
+    dropped, by reason) only when the daemon reports them (wgpy-daemon); each peer's "name"
+    (null when unknown) when names are given."""
     def secret(key: bytes | None) -> str | None:
         if key is None:
             return None
@@ -305,6 +310,9 @@ def to_json(name: str, state: DeviceState, show_keys: bool,
             for peer in sorted_peers(state.peers)
         ],
     }
+    if names is not None:
+        for peer, entry in zip(sorted_peers(state.peers), document["peers"], strict=True):
+            entry["name"] = names.get(peer.public_key)
     if drops is not None:
         document["drops"] = dict(sorted(drops.items()))
     return document

@@ -14,6 +14,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from wgpy import keys
 from wgpy.cli import show as fmt
@@ -140,10 +141,45 @@ def show_options() -> fmt.ShowOptions:
     )
 
 
+class NamesOption:
+    """wgpy's `--names [--config-dir DIR]` for show: peers' names from DIR/IFACE.conf
+    (default /etc/wireguard), the `# friendly_name =` comments add-peer writes."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.wanted = "--names" in args[1:]
+        self.config_dir: str | None = None
+        self.problem = False
+        rest = [args[0]]
+        items = iter(args[1:])
+        for item in items:
+            if item == "--names":
+                continue
+            if item == "--config-dir":
+                self.config_dir = next(items, None)
+                self.problem = self.problem or self.config_dir is None
+                continue
+            rest.append(item)
+        self.rest = rest
+
+    def names(self, ifname: str) -> dict[bytes, str]:
+        from wgpy.ops import peers, serverconf
+
+        directory = self.config_dir or str(serverconf.DEFAULT_CONFIG_DIR)
+        return peers.config_names(Path(directory) / f"{ifname}.conf")
+
+
 def cmd_show(argv: Sequence[str]) -> int:
     args = list(argv)
     if "--json" in args[1:]:
         return cmd_show_json(args)
+    naming = None
+    if "--names" in args[1:]:
+        naming = NamesOption(args)
+        args = naming.rest
+        if naming.problem or (len(args) == 3) or (len(args) > 1 and args[1] == "interfaces"):
+            io.err(f"Usage: {io.prog} {args[0]} [<interface> | all] --names "
+                   "[--config-dir <dir>]\n")
+            return 1
     if len(args) > 3:
         show_usage(args[0])
         return 1
@@ -170,6 +206,8 @@ def cmd_show(argv: Sequence[str]) -> int:
                 io.out(text)
             else:
                 options = show_options()
+                if naming is not None:
+                    options.names = naming.names(name)
                 io.out(fmt.pretty(name, state, options))
                 if position + 1 < len(names):
                     io.out("\n")
@@ -203,16 +241,22 @@ def cmd_show(argv: Sequence[str]) -> int:
             return 1
         io.out(text)
         return 0
-    io.out(fmt.pretty(truncate_ifname(args[1]), state, show_options()))
+    options = show_options()
+    if naming is not None:
+        options.names = naming.names(args[1])
+    io.out(fmt.pretty(truncate_ifname(args[1]), state, options))
     return 0
 
 
 def cmd_show_json(args: list[str]) -> int:
-    """wgpy extension: `show [<interface> | all] --json [--show-keys]`."""
+    """wgpy extension: `show [<interface> | all] --json [--show-keys] [--config-dir DIR]`;
+    each peer has its "name" from the config (null when unknown)."""
     show_keys = "--show-keys" in args or os.environ.get("WG_HIDE_KEYS") == "never"
-    rest = [a for a in args[1:] if a not in ("--json", "--show-keys")]
-    if len(rest) > 1 or (rest and rest[0] == "interfaces"):
-        io.err(f"Usage: {io.prog} {args[0]} [<interface> | all] --json [--show-keys]\n")
+    naming = NamesOption(args)
+    rest = [a for a in naming.rest[1:] if a not in ("--json", "--show-keys")]
+    if naming.problem or len(rest) > 1 or (rest and rest[0] == "interfaces"):
+        io.err(f"Usage: {io.prog} {args[0]} [<interface> | all] --json [--show-keys] "
+               "[--config-dir <dir>]\n")
         return 1
     control = control_factory()
     if not rest or rest[0] == "all":
@@ -233,7 +277,8 @@ def cmd_show_json(args: list[str]) -> int:
             status = 1
             continue
         drops = getattr(control, "drops", None)
-        documents.append(fmt.to_json(name, state, show_keys, drops(name) if drops else None))
+        documents.append(fmt.to_json(name, state, show_keys, drops(name) if drops else None,
+                                     naming.names(name)))
     io.out(json.dumps({"interfaces": documents}, indent=2) + "\n")
     return status
 

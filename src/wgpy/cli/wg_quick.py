@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuickError as err:
         print(f"{PROGRAM}: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        # every step names its own failures; this is the backstop: no traceback, the path
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{PROGRAM}: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ import base64
 import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -183,17 +184,21 @@ class KernelClient:
         self.links = links or _pyroute2_links
         self.module_dir = module_dir
 
-    def _open(self) -> Any:
+    def _open(self, ifname: str) -> Any:
         try:
             return self.factory()
         except Exception as err:  # noqa: BLE001 -- pyroute2's NetlinkError, family lookup
             code = getattr(err, "code", None)
             if code == errno.ENOENT or code is None:
-                raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT)) from None
+                # No WireGuard family (no module). wg says "Protocol not supported" for any
+                # name then; the kernel's answer for a name no link has is "No such device",
+                # and that is what tells the operator what is wrong.
+                code = errno.EPROTONOSUPPORT if _link_exists(ifname) else errno.ENODEV
+                raise OSError(code, os.strerror(code)) from None
             raise _netlink_oserror(err) from None
 
     def get(self, ifname: str) -> DeviceState:
-        wireguard = self._open()
+        wireguard = self._open(ifname)
         try:
             return device_state_from_messages(wireguard.info(ifname))
         except OSError:
@@ -204,7 +209,7 @@ class KernelClient:
             _close(wireguard)
 
     def set(self, ifname: str, request: SetRequest) -> None:
-        wireguard = self._open()
+        wireguard = self._open(ifname)
         try:
             current = None
             if request.replace_peers:
@@ -224,6 +229,14 @@ class KernelClient:
         if not self.module_dir.exists():
             return []
         return [name for name, kind in self.links() if kind == "wireguard"]
+
+
+def _link_exists(ifname: str) -> bool:
+    try:
+        socket.if_nametoindex(ifname)
+    except (OSError, ValueError):  # ENODEV; a name with a NUL byte
+        return False
+    return True
 
 
 def _pyroute2_links() -> list[tuple[str, str | None]]:

@@ -19,6 +19,12 @@ translation, and the hot file descriptors dispatch straight to a bound method.
 
 Anything else that wants the loop (the UAPI server, the signal wake-up) registers a callback with
 `add_reader`/`set_events` (`selectors.EVENT_READ`/`EVENT_WRITE` masks, as before).
+
+Faults are counted and survived, never fatal: a TUN read or write that fails for any reason but
+the link going away loses its packets (counted under DropReason.TUN_READ_FAILED/_WRITE_FAILED),
+and an exception out of any callback, timer or housekeeping step (a bug) is logged with its
+traceback and the loop goes on. Both are logged at a bounded rate (io/ratelog.py): a fault that
+repeats per packet must not become a log line per packet.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ import select
 import selectors
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from wgpy.control.model import Endpoint
-from wgpy.io.tun_linux import LinkGone
+from wgpy.errors import DropReason
+from wgpy.io.ratelog import RateLimitedLog
+from wgpy.io.tun_linux import LinkGone, TunDropped
 
 log = logging.getLogger("wgpy.io.loop")
 
@@ -47,6 +56,9 @@ HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow 
 
 
 class TunLike(Protocol):
+    """Reads and writes raise LinkGone once the interface is deleted; any other OSError means
+    packets were lost (`TunDropped` says how many; a plain OSError costs the whole batch)."""
+
     def fileno(self) -> int: ...
     def read_packet(self) -> bytes | None: ...
     def read_batch(self, limit: int) -> list[bytes]: ...
@@ -97,6 +109,7 @@ class DeviceLoop:
         self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self.faults = RateLimitedLog(log, clock)
         device.wall_offset = wall_clock() - clock()
         self._register(tun, select.EPOLLIN, self._on_tun_readable, False)
         self._register_sockets()
@@ -204,6 +217,9 @@ class DeviceLoop:
         except LinkGone:
             self.stop("link deleted")
             return
+        except OSError as e:
+            self._tun_failed(DropReason.TUN_READ_FAILED, e, 1)
+            packets = e.packets if isinstance(e, TunDropped) else []
         if packets:
             _feed(self.device.send_packets, packets, self.clock(), "a packet from the TUN")
             self.flush()
@@ -236,6 +252,21 @@ class DeviceLoop:
                 self.tun.write_batch(packets)  # may coalesce TCP segments (tun_gro.py)
             except LinkGone:
                 self.stop("link deleted")
+            except OSError as e:
+                self._tun_failed(DropReason.TUN_WRITE_FAILED, e, len(packets))
+
+    def _tun_failed(self, reason: DropReason, error: OSError, batch: int) -> None:
+        dropped = error.dropped if isinstance(error, TunDropped) else batch
+        self.device.drops[reason] += dropped
+        self.faults.log(logging.ERROR, (reason, error.errno), "%s: %s (%d packets lost)",
+                        reason.value.split(" (")[0], error.strerror or error, dropped)
+
+    def _unexpected(self, where: object) -> None:
+        """The last-resort guard: a bug raised out of `where`; log it, traceback included,
+        and go on."""
+        name = _name_of(where)
+        self.faults.log(logging.ERROR, (name, type(sys.exc_info()[1])),
+                        "unexpected error in %s", name, exc_info=True)
 
     # --- running -----------------------------------------------------------------------
 
@@ -254,21 +285,12 @@ class DeviceLoop:
 
         Due work is done before waiting rather than after, so that a wake-up for a packet
         reads the clock and the core's next deadline once, not twice."""
-        device = self.device
         now = self.clock()
-        deadline = device.next_deadline()
-        if deadline is not None and deadline <= now:
-            try:
-                device.on_timer(now)
-            except Exception:
-                log.exception("core raised in on_timer")
-            self.flush()
-            deadline = device.next_deadline()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
-            self._housekeeping()
-        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
-            self.flush()
+        try:
+            deadline = self._run_due(now)
+        except Exception:  # noqa: BLE001 - the last-resort guard; _unexpected logs it
+            self._unexpected(self._run_due)
+            deadline = None
         wake = self._next_housekeeping
         if deadline is not None and deadline < wake:
             wake = deadline
@@ -280,15 +302,36 @@ class DeviceLoop:
             handler = handlers.get(fd)
             if handler is None:
                 continue  # removed by an earlier callback of this round
-            if handler[2]:
-                mask = 0
-                if event & ~select.EPOLLOUT:  # readable, or an error/hangup to read
-                    mask |= selectors.EVENT_READ
-                if event & ~select.EPOLLIN:
-                    mask |= selectors.EVENT_WRITE
-                handler[1](mask)
-            else:
-                handler[1]()
+            try:
+                if handler[2]:
+                    mask = 0
+                    if event & ~select.EPOLLOUT:  # readable, or an error/hangup to read
+                        mask |= selectors.EVENT_READ
+                    if event & ~select.EPOLLIN:
+                        mask |= selectors.EVENT_WRITE
+                    handler[1](mask)
+                else:
+                    handler[1]()
+            except Exception:  # noqa: BLE001 - the last-resort guard; _unexpected logs it
+                self._unexpected(handler[1])
+
+    def _run_due(self, now: float) -> float | None:
+        """Timers and housekeeping that are due; returns the core's next deadline."""
+        device = self.device
+        deadline = device.next_deadline()
+        if deadline is not None and deadline <= now:
+            try:
+                device.on_timer(now)
+            except Exception:  # noqa: BLE001 - logged by _unexpected
+                self._unexpected(device.on_timer)
+            self.flush()
+            deadline = device.next_deadline()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            self._housekeeping()
+        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
+            self.flush()
+        return deadline
 
     def _follow_mtu(self) -> None:
         """Pad to the interface's MTU as it is now (the kernel and wireguard-go follow it too):
@@ -327,7 +370,10 @@ class DeviceLoop:
                     log.debug("%r: %s", event.peer, event.kind.value)
             events.clear()
         for callback in self.on_housekeeping:
-            callback()
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - logged by _unexpected
+                self._unexpected(callback)
 
     def close(self) -> None:
         self._epoll.close()
@@ -339,6 +385,15 @@ class DeviceLoop:
             self._signal_socks = None
 
 
+def _name_of(callback: object) -> str:
+    func = getattr(callback, "func", callback)  # a functools.partial: name what it calls
+    return getattr(func, "__qualname__", None) or type(func).__name__
+
+
+# A core bug that raises on every datagram would log a traceback per datagram: bound it.
+_core_faults = RateLimitedLog(log, time.monotonic)
+
+
 def _feed(batch_entry: Callable[[Any, float], None], items: list, now: float, what: str) -> None:
     """Hand `items` to a batch entry point of the core. The core must not raise on input; if
     it does (a bug), the item that raised is logged and skipped and the rest of the batch still
@@ -348,5 +403,6 @@ def _feed(batch_entry: Callable[[Any, float], None], items: list, now: float, wh
         try:
             batch_entry(remaining, now)
             return
-        except Exception:
-            log.exception("core raised on %s", what)
+        except Exception as e:  # noqa: BLE001 - logged, traceback included
+            _core_faults.log(logging.ERROR, (what, type(e)), "core raised on %s", what,
+                             exc_info=True)

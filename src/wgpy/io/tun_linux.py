@@ -8,6 +8,12 @@ Without offloads negotiated (TUNSETOFFLOAD) the header is all zero both ways.
 When the interface is deleted (`ip link del`, which is how wg-quick stops a userspace
 implementation) the kernel detaches our file: poll reports an error and read fails with EBADFD.
 `read_packet` turns that into `LinkGone`.
+
+Any other failed read or write loses that packet and nothing else: ENOBUFS or ENOMEM when the
+kernel is short of memory, EIO while the interface is down, EINVAL for a packet it refuses, a
+full queue. The TUN finishes the batch and then raises `TunDropped` (an OSError) saying how
+many packets were lost; the loop counts them and goes on (wireguard-go logs a failed TUN write
+and goes on too).
 """
 
 from __future__ import annotations
@@ -45,9 +51,6 @@ MAX_PACKET = 65535
 
 # errno values once the interface is gone (the kernel detached our file: EBADFD)
 _LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV})
-# errno values of a write that drops one packet: EINVAL (not IPv4/IPv6, or a bad vnet header),
-# EIO (the interface is down: `ip link set down`, or not up yet under wg-quick)
-_DROPPED_WRITE_ERRNOS = frozenset({errno.EINVAL, errno.EIO})
 
 _ifreq_flags = struct.Struct(f"{IFNAMSIZ}sH22x")
 _ifreq_int = struct.Struct(f"{IFNAMSIZ}si20x")
@@ -55,6 +58,17 @@ _ifreq_int = struct.Struct(f"{IFNAMSIZ}si20x")
 
 class LinkGone(Exception):
     """The TUN interface was deleted; the daemon should exit."""
+
+
+class TunDropped(OSError):
+    """`dropped` packets were lost to a TUN error other than the link going away; the device
+    goes on. For a read, `packets` holds those read before the error, to be handled as usual."""
+
+    def __init__(self, errno_value: int, dropped: int,
+                 packets: list[bytes] | None = None) -> None:
+        super().__init__(errno_value, os.strerror(errno_value))
+        self.dropped = dropped
+        self.packets = packets if packets is not None else []
 
 
 def tun_features() -> int:
@@ -158,9 +172,7 @@ class TunDevice:
         except BlockingIOError:
             return None
         except OSError as e:
-            if e.errno in _LINK_GONE_ERRNOS:
-                raise LinkGone(self.name) from None
-            raise
+            raise self._failed(e, 1) from None
         return data[VNET_HDR_LEN:] if self.vnet_hdr else data
 
     def read_batch(self, limit: int) -> list[bytes]:
@@ -179,11 +191,12 @@ class TunDevice:
         except BlockingIOError:
             pass
         except OSError as e:
-            if e.errno in _LINK_GONE_ERRNOS:
-                if packets:
-                    return packets  # deliver what we have; the next read reports it
-                raise LinkGone(self.name) from None
-            raise
+            if e.errno in _LINK_GONE_ERRNOS and packets:
+                return packets  # deliver what we have; the next read reports it
+            failure = self._failed(e, 1)
+            if isinstance(failure, TunDropped):
+                failure.packets = packets
+            raise failure from None
         return packets
 
     def read_raw(self) -> bytes | None:
@@ -193,9 +206,7 @@ class TunDevice:
         except BlockingIOError:
             return None
         except OSError as e:
-            if e.errno in _LINK_GONE_ERRNOS:
-                raise LinkGone(self.name) from None
-            raise
+            raise self._failed(e, 1) from None
 
     def write_packet(self, packet: bytes) -> None:
         """Write one IP packet (a zero vnet header is prepended when vnet_hdr is on)."""
@@ -204,38 +215,42 @@ class TunDevice:
                 os.writev(self.fd, (_ZERO_VNET_HDR, packet))
             else:
                 os.write(self.fd, packet)
-        except BlockingIOError:
-            pass  # the kernel's queue is full: drop, as a NIC would
-        except OSError as e:
-            if e.errno in _LINK_GONE_ERRNOS:
-                raise LinkGone(self.name) from None
-            if e.errno not in _DROPPED_WRITE_ERRNOS:
-                raise
+        except OSError as e:  # EAGAIN too: the kernel's queue is full, drop as a NIC would
+            raise self._failed(e, 1) from None
 
     def write_batch(self, packets: list[bytes]) -> None:
         """Write packets in order; with vnet_hdr, TCP segments of a flow go as one
-        coalesced super-packet (see tun_gro.py)."""
-        if not self.vnet_hdr:
-            write = self.write_packet
-            for packet in packets:
-                write(packet)
-            return
+        coalesced super-packet (see tun_gro.py). A failed write loses its packets, the rest
+        are still written, then `TunDropped` says how many were lost."""
         fd = self.fd
-        writev = os.writev
-        if len(packets) > 1:
-            writes = coalesce(packets, self.udp_gro)
+        if self.vnet_hdr:
+            writev = os.writev
+            if len(packets) > 1:
+                writes = coalesce(packets, self.udp_gro)
+            else:
+                writes = [[_ZERO_VNET_HDR, packets[0]]]
         else:
-            writes = [[_ZERO_VNET_HDR, packets[0]]]
+            writev = os.write  # type: ignore[assignment]
+            writes = packets  # type: ignore[assignment]
+        dropped = 0
+        first_error: OSError | None = None
         for iovec in writes:
             try:
                 writev(fd, iovec)
-            except BlockingIOError:
-                pass
             except OSError as e:
                 if e.errno in _LINK_GONE_ERRNOS:
                     raise LinkGone(self.name) from None
-                if e.errno not in _DROPPED_WRITE_ERRNOS:
-                    raise
+                # [vnet header, packet] or [vnet header, header, payload per segment]
+                dropped += 1 if not self.vnet_hdr or len(iovec) == 2 else len(iovec) - 2
+                if first_error is None:
+                    first_error = e
+        if first_error is not None:
+            raise self._failed(first_error, dropped)
+
+    def _failed(self, error: OSError, dropped: int) -> Exception:
+        if error.errno in _LINK_GONE_ERRNOS:
+            return LinkGone(self.name)
+        return TunDropped(error.errno or errno.EIO, dropped)
 
     def close(self) -> None:
         if not self.closed:

@@ -3,19 +3,25 @@
 add-peer: load and check the server config, pick the next free address in each of the
 interface's subnets, generate the client's keys (and a preshared key), write the server config
 (0600, atomically), then add the peer to the running interface; if the live change fails, the
-old config is put back. Any refusal (duplicate, full subnet, unparsable config, no endpoint)
-happens before anything is written, so it leaves everything as it was.
+old config is put back. Every input is checked first (the endpoint is HOST:PORT with a host
+name, IPv4 or [IPv6]; --dns IP addresses; the name printable; an --address inside one of the
+interface's subnets unless --allow-outside-subnet, which adds the route wg-quick up would);
+any refusal (also duplicate, full subnet, unparsable config, no endpoint) and any failure to
+write the output files happens before anything is written, so it leaves everything as it was.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wgpy import keys
 from wgpy.conf import Config, ConfigError, parse_config, values
+from wgpy.conf.writer import check_no_control_characters
 from wgpy.control.client import DeviceControl
 from wgpy.control.model import DeviceState, IPNetwork, PeerSet, SetRequest
 from wgpy.ops import serverconf
@@ -106,8 +112,11 @@ def allocate_addresses(config: Config, live: DeviceState | None) -> list[IPInter
     return chosen
 
 
-def requested_addresses(text: str, config: Config, live: DeviceState | None) -> list[IPInterface]:
-    """--address CIDR[,CIDR]: checked against what is already taken."""
+def requested_addresses(
+    text: str, config: Config, live: DeviceState | None, allow_outside: bool = False
+) -> list[IPInterface]:
+    """--address CIDR[,CIDR]: inside one of the interface's subnets (unless allow_outside)
+    and not already taken."""
     chosen: list[IPInterface] = []
     for item in text.replace(",", " ").split():
         try:
@@ -116,6 +125,14 @@ def requested_addresses(text: str, config: Config, live: DeviceState | None) -> 
             raise OpsError(f"--address: not an address: {item!r}") from None
     if not chosen:
         raise OpsError("--address: no address given")
+    subnets = [a.network for a in config.interface.addresses]
+    for address in chosen:
+        if not allow_outside and not any(
+                address.version == s.version and address.ip in s for s in subnets):
+            inside = ", ".join(str(s) for s in subnets) or "none: [Interface] has no Address"
+            raise OpsError(
+                f"--address {address.ip} is outside the interface's subnets ({inside}); "
+                "give --allow-outside-subnet to add a route for it as wg-quick up does")
     used = used_networks(config, live)
     for address in chosen:
         taken = next((n for n in used if n.version == address.version and host_network(address.ip).overlaps(n)), None)  # type: ignore[arg-type]
@@ -127,24 +144,83 @@ def requested_addresses(text: str, config: Config, live: DeviceState | None) -> 
 # -- the client's config --------------------------------------------------------------------------
 
 
+HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _check_host(host: str) -> str:
+    """A host name (RFC 1123 labels), an IPv4 address, or an IPv6 address (unbracketed)."""
+    if ":" in host:
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise ValueError(f"not an IPv6 address: {host!r}") from None
+    if host and all(c in "0123456789." for c in host):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"not an IPv4 address: {host!r}") from None
+    name = host.removesuffix(".")
+    if not name or len(name) > 253 or not all(
+            HOSTNAME_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError(f"not a host name or IP address: {host!r}")
+    return host
+
+
+def parse_endpoint(text: str) -> tuple[str, int | None]:
+    """(host, port or None) of HOST, HOST:PORT, IPV6, [IPV6] or [IPV6]:PORT; ValueError with
+    what is wrong otherwise (an endpoint is written into every client's config)."""
+    if text.startswith("["):
+        inside, closing, rest = text[1:].partition("]")
+        if not closing:
+            raise ValueError(f"no closing ']' in {text!r}")
+        host = _check_host(inside)
+        if ":" not in host:
+            raise ValueError(f"only an IPv6 address goes in brackets: {text!r}")
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError(f"expected ':PORT' after ']' in {text!r}")
+        return host, _check_port(rest[1:], text)
+    if text.count(":") > 1:
+        try:
+            return str(ipaddress.IPv6Address(text)), None
+        except ValueError:
+            raise ValueError(f"an IPv6 address with a port is written [ADDRESS]:PORT: {text!r}") from None
+    host, colon, port = text.partition(":")
+    checked = _check_host(host)
+    return checked, _check_port(port, text) if colon else None
+
+
+def _check_port(port: str, text: str) -> int:
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"the port must be 1..65535 in {text!r}")
+    return int(port)
+
+
 def complete_endpoint(endpoint: str, listen_port: int | None) -> str:
-    """HOST:PORT as given, or HOST alone completed with the server's ListenPort."""
+    """HOST:PORT checked, or HOST alone completed with the server's ListenPort."""
     try:
-        values.split_endpoint(endpoint)
-        return endpoint
-    except ValueError:
-        pass
-    if listen_port is None:
-        raise OpsError(
-            f"endpoint {endpoint!r} has no port and the server config has no ListenPort"
-        )
-    host = endpoint.strip("[]")
-    completed = f"[{host}]:{listen_port}" if ":" in host else f"{host}:{listen_port}"
-    try:
-        values.split_endpoint(completed)
+        host, port = parse_endpoint(endpoint)
     except ValueError as err:
-        raise OpsError(f"endpoint {endpoint!r}: {err}") from None
-    return completed
+        raise OpsError(f"endpoint: {err}; expected HOST:PORT (host name, IPv4, or [IPv6])") from None
+    if port is None:
+        if listen_port is None:
+            raise OpsError(
+                f"endpoint {endpoint!r} has no port and the server config has no ListenPort"
+            )
+        port = listen_port
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_dns(servers: list[str]) -> list[str]:
+    """--dns: IP addresses only (they become the client's DNS line)."""
+    checked = []
+    for server in servers:
+        try:
+            checked.append(str(ipaddress.ip_address(server)))
+        except ValueError:
+            raise OpsError(f"--dns: not an IP address: {server!r}") from None
+    return checked
 
 
 @dataclass
@@ -202,6 +278,10 @@ class AddPeerRequest:
     dns: list[str] = field(default_factory=list)
     keepalive: int = DEFAULT_KEEPALIVE
     preshared_key: bool = True
+    allow_outside_subnet: bool = False
+    # Called with the client's config after every check and before anything changes (writes
+    # --out / --qr-png); an OpsError from it changes nothing.
+    deliver: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -270,18 +350,21 @@ def _add_peer(request: AddPeerRequest, control: DeviceControl) -> AddPeerResult:
             "config as '# wgpy: Endpoint = ...')"
         )
     listen_port = config.interface.listen_port or (live.listen_port if live else None)
-    endpoint = complete_endpoint(endpoint, listen_port)
+    try:
+        endpoint = complete_endpoint(endpoint, listen_port)
+    except OpsError as err:
+        where = "--endpoint" if endpoint_given else f"{server.path}: '# wgpy: Endpoint'"
+        raise OpsError(f"{where}: {err}") from None
     allowed_ips = _client_allowed_ips(request.allowed_ips)
     if request.keepalive < 0 or request.keepalive > 65535:
         raise OpsError("--keepalive: 0 (off) to 65535 seconds")
-    for server_dns in request.dns:
-        if not server_dns.strip():
-            raise OpsError("--dns: empty entry")
+    dns = check_dns(request.dns)
 
     if request.address == "auto":
         addresses = allocate_addresses(config, live)
     else:
-        addresses = requested_addresses(request.address, config, live)
+        addresses = requested_addresses(
+            request.address, config, live, request.allow_outside_subnet)
 
     private_key = keys.generate_private_key()
     public_key = keys.public_key(private_key)
@@ -300,34 +383,90 @@ def _add_peer(request: AddPeerRequest, control: DeviceControl) -> AddPeerResult:
     client_text = client_config_text(ClientSettings(
         private_key=private_key, addresses=addresses, server_public_key=keys.public_key(server_private),
         endpoint=endpoint, preshared_key=preshared_key, allowed_ips=allowed_ips,
-        dns=list(request.dns), keepalive=request.keepalive,
+        dns=dns, keepalive=request.keepalive,
     ))
     parse_config(client_text, path="<client config>")  # must be a config wg-quick accepts
+    try:
+        check_no_control_characters(client_text, "<client config>")
+        check_no_control_characters(edited.text, str(server.path))
+    except ConfigError as err:
+        raise OpsError(str(err)) from None
 
+    if request.deliver is not None:
+        request.deliver(client_text)
     peer_set = PeerSet(
         public_key=public_key, preshared_key=preshared_key,
         replace_allowed_ips=True, allowed_ips=server_allowed,
     )
-    _commit(server, edited.text, control, request.ifname, live, peer_set)
+    outside = [] if live is None else [
+        n for n in server_allowed
+        if not any(n.version == a.version and n.subnet_of(a.network)  # type: ignore[arg-type]
+                   for a in config.interface.addresses)
+    ]
+    _commit(server, edited.text, control, request.ifname, live, peer_set,
+            lambda: _add_routes(config, request.ifname, outside))
     return AddPeerResult(client_text, public_key, addresses, live is not None)
+
+
+def _add_routes(config: Config, ifname: str, networks: list[IPNetwork]) -> None:
+    """Routes for addresses outside the interface's subnets, as wg-quick up adds them for
+    every AllowedIPs: none with Table = off, into the given table, else the main table
+    unless a route of the link covers them already."""
+    if not networks:
+        return
+    from wgpy.control.netlink import Netlink
+    from wgpy.quick.config import routing_table_number
+
+    table = config.interface.table or "auto"
+    if table == "off":
+        return
+    number = None if table == "auto" else routing_table_number(table)
+    with Netlink() as netlink:
+        for network in networks:
+            if number is None and netlink.link_has_route_covering(ifname, network):
+                continue
+            netlink.add_route(network, ifname, table=number)
 
 
 def _commit(
     original: ServerConfig, new_text: str, control: DeviceControl, ifname: str,
     live: DeviceState | None, peer_set: PeerSet,
+    after_set: Callable[[], None] | None = None,
 ) -> None:
-    """Write the config, then change the running interface; put the old config back if the
-    live change fails."""
+    """Write the config, then change the running interface (and after_set, e.g. routes); put
+    the old config back, and take the live change back, if a later step fails."""
     if new_text != original.text:
-        serverconf.write_private(original.path, new_text)
+        try:
+            serverconf.write_private(original.path, new_text)
+        except OSError as err:
+            raise OpsError(f"{original.path}: {err.strerror}") from None
     if live is None:
         return
     try:
         control.set(ifname, SetRequest(peers=[peer_set]))
     except OSError as err:
-        if new_text != original.text:
-            serverconf.write_private(original.path, original.text)
+        _restore(original, new_text)
         raise OpsError(f"{ifname}: could not change the running interface: {err.strerror}") from None
+    if after_set is None:
+        return
+    try:
+        after_set()
+    except Exception as err:  # noqa: BLE001 -- whatever failed, the live change is undone
+        if not peer_set.remove:
+            control.set(ifname, SetRequest(peers=[PeerSet(public_key=peer_set.public_key,
+                                                          remove=True)]))
+        _restore(original, new_text)
+        raise OpsError(f"{ifname}: could not add the route: {_reason(err)}") from None
+
+
+def _restore(original: ServerConfig, new_text: str) -> None:
+    if new_text != original.text:
+        serverconf.write_private(original.path, original.text)
+
+
+def _reason(err: Exception) -> str:
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    return os.strerror(code) if isinstance(code, int) and code > 0 else str(err)
 
 
 # -- remove-peer ----------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wgpy.conf import ConfigError
+from wgpy.conf.writer import write_private_file
 from wgpy.control.client import DeviceControl
 from wgpy.keys import key_to_base64
-from wgpy.ops import doctor, exporter, monitor, qr, serverconf, system
+from wgpy.ops import doctor, exporter, monitor, peers, qr, serverconf, system
 from wgpy.ops.addpeer import (
     DEFAULT_CLIENT_ALLOWED_IPS,
     DEFAULT_KEEPALIVE,
@@ -57,22 +58,28 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
         return body(args)
     except OpsError as err:
         sys.stderr.write(f"{parser.prog}: {err}\n")
-        return 1
+    except ConfigError as err:
+        sys.stderr.write(f"{parser.prog}: {err}\n")
+    except PermissionError as err:
+        sys.stderr.write(f"{parser.prog}: {err.filename}: {err.strerror} (needs root)\n")
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"{parser.prog}: {where}{err.strerror or err}\n")
+    return 1
 
 
-def _check_writable(path: Path | None, option: str) -> None:
-    if path is None:
-        return
-    directory = path.parent if str(path.parent) else Path(".")
-    if not os.access(directory, os.W_OK):
-        raise OpsError(f"{option} {path}: directory not writable")
+def _require_root(prog: str) -> None:
+    if os.geteuid() != 0:
+        raise OpsError(f"needs root ({prog} edits /etc/wireguard and the running interface)")
 
 
-def _write_private_text(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+def _write_output(path: Path, data: bytes, option: str) -> None:
+    """An output file that holds a private key: new, 0600, renamed into place (never through
+    a symlink, never reusing someone else's file)."""
+    try:
+        write_private_file(path, data)
+    except OSError as err:
+        raise OpsError(f"{option} {path}: {err.strerror}") from None
 
 
 # -- add-peer / remove-peer -----------------------------------------------------------------------
@@ -84,7 +91,10 @@ def cmd_add_peer(argv: Sequence[str]) -> int:
     parser.add_argument("interface")
     parser.add_argument("--name", required=True, help="the peer's name (kept in the config)")
     parser.add_argument("--address", default="auto",
-                        help="'auto' (next free in each subnet) or CIDR[,CIDR]")
+                        help="'auto' (next free in each subnet) or CIDR[,CIDR] inside them")
+    parser.add_argument("--allow-outside-subnet", action="store_true",
+                        help="accept an --address outside the interface's subnets and add "
+                             "its route, as wg-quick up does")
     parser.add_argument("--allowed-ips", default=DEFAULT_CLIENT_ALLOWED_IPS,
                         help="what the client routes through the tunnel")
     parser.add_argument("--endpoint", help="HOST:PORT clients connect to (remembered)")
@@ -99,26 +109,38 @@ def cmd_add_peer(argv: Sequence[str]) -> int:
     parser.add_argument("--qr-png", type=Path, help="write the QR code as a PNG (0600)")
 
     def body(args: argparse.Namespace) -> int:
-        _check_writable(args.out, "--out")
-        _check_writable(args.qr_png, "--qr-png")
+        _require_root(parser.prog)
         dns = [item for entry in args.dns for item in entry.replace(",", " ").split()]
-        result = add_peer(
-            AddPeerRequest(
-                ifname=args.interface, name=args.name,
-                config_path=args.config or serverconf.default_config_path(args.interface),
-                address=args.address, allowed_ips=args.allowed_ips, endpoint=args.endpoint,
-                dns=dns, keepalive=args.keepalive, preshared_key=not args.no_psk,
-            ),
-            control_factory(),
-        )
-        if args.out is not None:
-            _write_private_text(args.out, result.client_config)
-        else:
+        written: list[Path] = []
+
+        def deliver(client_config: str) -> None:
+            # before the server changes: a file that cannot be written changes nothing
+            if args.out is not None:
+                _write_output(args.out, client_config.encode(), "--out")
+                written.append(args.out)
+            if args.qr_png is not None:
+                _write_output(args.qr_png, qr.png_bytes(client_config), "--qr-png")
+                written.append(args.qr_png)
+
+        try:
+            result = add_peer(
+                AddPeerRequest(
+                    ifname=args.interface, name=args.name,
+                    config_path=args.config or serverconf.default_config_path(args.interface),
+                    address=args.address, allowed_ips=args.allowed_ips, endpoint=args.endpoint,
+                    dns=dns, keepalive=args.keepalive, preshared_key=not args.no_psk,
+                    allow_outside_subnet=args.allow_outside_subnet, deliver=deliver,
+                ),
+                control_factory(),
+            )
+        except BaseException:
+            for path in written:  # the peer was not added: its keys must not stay behind
+                path.unlink(missing_ok=True)
+            raise
+        if args.out is None:
             sys.stdout.write(result.client_config)
         if args.qr:
             sys.stdout.write(qr.render_terminal(result.client_config))
-        if args.qr_png is not None:
-            qr.write_png(result.client_config, args.qr_png)
         where = "the running interface and the config" if result.live else (
             f"the config only ({args.interface} is not running)")
         addresses = ", ".join(str(a) for a in result.addresses)
@@ -139,6 +161,7 @@ def cmd_remove_peer(argv: Sequence[str]) -> int:
     parser.add_argument("--config", type=Path, help="server config (default /etc/wireguard/IFACE.conf)")
 
     def body(args: argparse.Namespace) -> int:
+        _require_root(parser.prog)
         result = remove_peer(
             args.interface, args.peer,
             args.config or serverconf.default_config_path(args.interface), control_factory(),
@@ -165,10 +188,14 @@ def cmd_qr(argv: Sequence[str]) -> int:
     def body(args: argparse.Namespace) -> int:
         try:
             text = args.config.read_text()
+        except PermissionError as err:
+            raise OpsError(f"{args.config}: {err.strerror} (needs root)") from None
         except OSError as err:
             raise OpsError(f"{args.config}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise OpsError(f"{args.config}: not a text file") from None
         if args.png is not None:
-            qr.write_png(text, args.png)
+            _write_output(args.png, qr.png_bytes(text), "--png")
         else:
             sys.stdout.write(qr.render_terminal(text, invert=args.invert))
         return 0
@@ -176,11 +203,23 @@ def cmd_qr(argv: Sequence[str]) -> int:
     return _run(parser, argv, body)
 
 
+def os_problem(err: OSError, subject: str) -> OpsError:
+    """An OSError as one line for the operator. Reading interfaces, configs and the firewall
+    takes root (CAP_NET_ADMIN, 0600 files, a 0700 socket directory): a non-root run says so
+    instead of passing on whatever errno the first refused step happened to give."""
+    reason = err.strerror or str(err)
+    if isinstance(err, PermissionError) or os.geteuid() != 0:
+        return OpsError(f"{subject}: {reason}: this needs root (run as root)")
+    return OpsError(f"{subject}: {reason}")
+
+
 # -- doctor ---------------------------------------------------------------------------------------
 
 
-def _doctor_one(ifname: str | None, config_path: Path | None,
-                control: DeviceControl) -> tuple[str, list[doctor.Finding]]:
+def _doctor_one(ifname: str | None, config_path: Path | None, control: DeviceControl,
+                named: bool) -> tuple[str, list[doctor.Finding]]:
+    """Check one interface and/or config. `named`: the operator named the interface (so it
+    not running is a failure), rather than doctor taking the name from the config file."""
     findings: list[doctor.Finding] = []
     config = None
     if config_path is not None:
@@ -189,24 +228,38 @@ def _doctor_one(ifname: str | None, config_path: Path | None,
         except ConfigError as err:
             findings.append(doctor.Finding("config", doctor.Status.FAIL, str(err),
                                            "fix that line; wg-quick would refuse the file"))
+        except PermissionError as err:
+            raise os_problem(err, str(config_path)) from None
         except OSError as err:
             findings.append(doctor.Finding("config", doctor.Status.FAIL,
                                            f"{config_path}: {err.strerror}",
                                            "give the right file with --config"))
+    elif ifname is not None:
+        findings.append(doctor.Finding(
+            "config", doctor.Status.WARN,
+            f"no config at {serverconf.default_config_path(ifname)}: config checks skipped",
+            "give the interface's config with --config"))
     live = None
     if ifname is not None:
         try:
             live = control.get(ifname)
-        except OSError:
-            findings.append(doctor.Finding("interface", doctor.Status.WARN,
-                                           f"{ifname} is not running: live checks skipped",
-                                           f"wgpy-quick up {ifname}"))
+        except OSError as err:
+            if isinstance(err, PermissionError) or (named and os.geteuid() != 0):
+                raise os_problem(err, f"cannot read interface {ifname}") from None
+            findings.append(doctor.Finding(
+                "interface", doctor.Status.FAIL if named else doctor.Status.WARN,
+                f"{ifname} is not running ({err.strerror or err})"
+                + ("" if named else ": live checks skipped"),
+                f"wgpy-quick up {config_path or ifname}"))
+    title = " / ".join(str(x) for x in (ifname, config_path) if x is not None)
+    if config is None and live is None:
+        # nothing to check: say so, instead of a page of "ok" about nothing
+        return title, findings
     subject = doctor.build_subject(ifname, config,
                                    str(config_path) if config_path else None, live)
     paths = ([config_path] if config_path else []) + [Path(p) for p in subject.key_files]
-    host = system.gather(paths)
+    host = system.gather(paths, doctor.route_probes(subject))
     findings += doctor.run_checks(subject, host)
-    title = " / ".join(str(x) for x in (ifname, config_path) if x is not None)
     return title, findings
 
 
@@ -220,7 +273,7 @@ def cmd_doctor(argv: Sequence[str]) -> int:
 
     def body(args: argparse.Namespace) -> int:
         control = control_factory()
-        targets: list[tuple[str | None, Path | None]] = []
+        targets: list[tuple[str | None, Path | None, bool]] = []
         if args.interface or args.config:
             config = args.config
             if config is None:
@@ -228,18 +281,22 @@ def cmd_doctor(argv: Sequence[str]) -> int:
                 config = default if default.exists() else None
             # wg-quick names the interface after its config file
             ifname = args.interface or (args.config.stem if args.config else None)
-            targets.append((ifname, config))
+            targets.append((ifname, config, bool(args.interface)))
         else:
             try:
                 names = control.list_interfaces()
             except OSError:
-                names = control.uapi.list_interfaces()
+                try:
+                    names = control.uapi.list_interfaces()
+                except OSError as err:
+                    raise os_problem(err, "cannot list the WireGuard interfaces") from None
             for name in names:
                 default = serverconf.default_config_path(name)
-                targets.append((name, default if default.exists() else None))
+                targets.append((name, default if default.exists() else None, True))
             if not targets:
                 raise OpsError("no WireGuard interface running; name one or give --config")
-        reports = [_doctor_one(ifname, config, control) for ifname, config in targets]
+        reports = [_doctor_one(ifname, config, control, named)
+                   for ifname, config, named in targets]
         failed = any(doctor.has_failures(findings) for _, findings in reports)
         if args.json:
             document = {
@@ -273,7 +330,7 @@ def cmd_check_handshakes(argv: Sequence[str]) -> int:
         try:
             state = control_factory().get(args.interface)
         except OSError as err:
-            raise OpsError(f"{args.interface}: {err.strerror or err}") from None
+            raise os_problem(err, args.interface) from None
         names = monitor.peer_names(args.config or serverconf.default_config_path(args.interface))
         stale = monitor.stale_peers(state, time.time(), args.max_age, names,
                                     include_never=not args.ignore_never)
@@ -302,23 +359,122 @@ def cmd_exporter(argv: Sequence[str]) -> int:
             host, port = exporter.parse_listen(args.listen)
         except ValueError as err:
             raise OpsError(str(err)) from None
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         collector = exporter.WireGuardCollector(control_factory, args.interface, args.config_dir)
+        try:
+            served = collector.check()
+        except OSError as err:
+            raise os_problem(err, f"cannot read interface {err.filename}" if err.filename
+                             else "cannot list the WireGuard interfaces") from None
         try:
             server = exporter.serve(host, port, collector)
         except OSError as err:
             raise OpsError(f"cannot listen on {args.listen}: {err.strerror}") from None
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        sys.stderr.write(f"wgpy exporter: serving /metrics on {args.listen}\n")
+        what = ", ".join(served) if served else "no interface yet"
+        sys.stderr.write(f"wgpy exporter: serving /metrics on {args.listen} ({what})\n")
         sys.stderr.flush()
         try:
-            stop.wait()
+            while not stop.wait(0.5):
+                pass
         except KeyboardInterrupt:
             pass
         server.shutdown()
+        server.server_close()
         return 0
 
     return _run(parser, argv, body)
+
+
+# -- peers by name -------------------------------------------------------------------------------
+
+
+def _load_optional(path: Path) -> serverconf.ServerConfig | None:
+    try:
+        return serverconf.load(path)
+    except FileNotFoundError:
+        return None
+    except ConfigError as err:
+        raise OpsError(f"cannot parse the config: {err}") from None
+    except OSError as err:
+        raise os_problem(err, str(path)) from None
+
+
+def cmd_peers(argv: Sequence[str]) -> int:
+    parser = _parser(argv, "List an interface's peers by name: addresses, endpoint, latest "
+                           "handshake, transfer, enabled/disabled (live and from the config).")
+    parser.add_argument("interface")
+    parser.add_argument("--config", type=Path, help="server config (default "
+                        "/etc/wireguard/IFACE.conf)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def body(args: argparse.Namespace) -> int:
+        config_path = args.config or serverconf.default_config_path(args.interface)
+        server = _load_optional(config_path)
+        try:
+            live = control_factory().get(args.interface)
+        except OSError as err:
+            if isinstance(err, PermissionError) or os.geteuid() != 0 or server is None:
+                raise os_problem(err, f"cannot read interface {args.interface}") from None
+            live = None
+        table = peers.rows(server, live)
+        now = int(time.time())
+        if args.json:
+            document = {"interface": args.interface, "running": live is not None,
+                        "config": str(config_path) if server is not None else None,
+                        "peers": [peers.as_json(row, now) for row in table]}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            return 0
+        if live is None:
+            sys.stderr.write(f"{args.interface} is not running: peers from {config_path}\n")
+        sys.stdout.write(peers.format_table(table, now, live is not None))
+        return 0
+
+    return _run(parser, argv, body)
+
+
+def _toggle(argv: Sequence[str], enable: bool) -> int:
+    verb = "enable" if enable else "disable"
+    parser = _parser(argv, (
+        "Put a disabled peer back on the running interface and in effect in the config."
+        if enable else
+        "Take a peer off the running interface and comment it out in the config (kept, "
+        "marked '#disabled# '), so wg-quick and wgpy-quick leave it out until enable-peer."))
+    parser.add_argument("interface")
+    parser.add_argument("peer", help="the peer's name or public key")
+    parser.add_argument("--config", type=Path, help="server config (default "
+                        "/etc/wireguard/IFACE.conf)")
+
+    def body(args: argparse.Namespace) -> int:
+        function = peers.enable_peer if enable else peers.disable_peer
+        config_path = args.config or serverconf.default_config_path(args.interface)
+        try:
+            result = function(args.interface, args.peer, config_path, control_factory())
+        except PermissionError as err:
+            raise os_problem(err, err.filename or str(config_path)) from None
+        except OpsError as err:  # the config could not be read: say why
+            if os.geteuid() != 0 and "Permission denied" in str(err):
+                raise OpsError(f"{err}: this needs root (run as root)") from None
+            raise
+        label = repr(result.name) if result.name else key_to_base64(result.public_key)
+        done = [what for what, changed in (
+            ("the config", result.changed),
+            ("the running interface", result.live)) if changed]
+        if done:
+            sys.stderr.write(f"{verb}d peer {label} in {' and '.join(done)}\n")
+        else:
+            sys.stderr.write(f"peer {label} was already {verb}d\n")
+        return 0
+
+    return _run(parser, argv, body)
+
+
+def cmd_disable_peer(argv: Sequence[str]) -> int:
+    return _toggle(argv, enable=False)
+
+
+def cmd_enable_peer(argv: Sequence[str]) -> int:
+    return _toggle(argv, enable=True)
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -326,6 +482,9 @@ def cmd_exporter(argv: Sequence[str]) -> int:
 SUBCOMMANDS: list[tuple[str, Callable[[Sequence[str]], int], str]] = [
     ("add-peer", cmd_add_peer, "Adds a peer (keys, address, config, QR code) to an interface"),
     ("remove-peer", cmd_remove_peer, "Removes a peer by name or public key"),
+    ("peers", cmd_peers, "Lists an interface's peers by name, enabled and disabled"),
+    ("disable-peer", cmd_disable_peer, "Takes a peer offline, keeping it in the config"),
+    ("enable-peer", cmd_enable_peer, "Puts a disabled peer back"),
     ("qr", cmd_qr, "Shows a config file as a QR code"),
     ("doctor", cmd_doctor, "Checks an interface and its config for common mistakes"),
     ("check-handshakes", cmd_check_handshakes, "Lists peers with stale handshakes (exit 1)"),

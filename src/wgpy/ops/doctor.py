@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 
 from wgpy import keys
 from wgpy.conf import Config
+from wgpy.conf.disabled import is_disabled_line
 from wgpy.conf.values import split_endpoint
 from wgpy.control.model import DeviceState, IPNetwork, PeerState
 from wgpy.ops import firewall
 from wgpy.ops.serverconf import peer_name
-from wgpy.ops.system import HostView
+from wgpy.ops.system import INTERNET_PROBE, HostView, RouteProbes
 
 REJECT_AFTER_TIME = 180  # seconds: a session older than this is dead (whitepaper 6.1)
 WG_OVERHEAD_V6 = 80  # outer IPv6 40 + UDP 8 + WireGuard 32
@@ -211,6 +212,27 @@ def check_private_as_public(subject: Subject, host: HostView) -> list[Finding]:
     return findings or _ok("private-key-as-public", "no private key pasted as a peer's key")
 
 
+@check("duplicate-peer")
+def check_duplicate_peers(subject: Subject, host: HostView) -> list[Finding]:
+    if subject.config is None:
+        return [Finding("duplicate-peer", Status.SKIP, "no config")]
+    lines: dict[bytes, list[int]] = {}
+    for peer in subject.config.peers:
+        lines.setdefault(peer.public_key, []).append(peer.line)
+    findings = []
+    for key, numbers in lines.items():
+        if len(numbers) < 2:
+            continue
+        where = ", ".join(str(n) for n in numbers)
+        findings.append(Finding(
+            "duplicate-peer", Status.FAIL,
+            f"[Peer] sections at lines {where} of {subject.config_path} have the same "
+            f"PublicKey {keys.key_to_base64(key)[:10]}...: they are one peer, and each later "
+            "section replaces the earlier one's AllowedIPs when the config is applied",
+            "merge them into one [Peer] section"))
+    return findings or _ok("duplicate-peer", "every [Peer] has its own PublicKey")
+
+
 @check("allowed-ips-overlap")
 def check_allowed_ips_overlap(subject: Subject, host: HostView) -> list[Finding]:
     findings = []
@@ -272,6 +294,43 @@ def check_route_overlap(subject: Subject, host: HostView) -> list[Finding]:
                         f"(dev {route.device}): those hosts are no longer reachable locally",
                         f"use addresses outside {net} in the tunnel, or accept the shadowing"))
     return findings or _ok("route-overlap", "no AllowedIPs overlap a local route")
+
+
+def _probe_address(network: IPNetwork) -> str:
+    """An address inside network to ask the kernel's route for (not the network address of a
+    real subnet, which some routes treat apart)."""
+    if network.prefixlen >= network.max_prefixlen - 1:
+        return str(network.network_address)
+    return str(network.network_address + 1)
+
+
+def _routed_probes(subject: Subject) -> list[tuple[PeerView, IPNetwork, str]]:
+    if subject.live is None or subject.ifname is None:
+        return []
+    return [(peer, allowed, _probe_address(allowed)) for peer in subject.peers
+            for allowed in peer.allowed_ips if allowed.prefixlen > 0]
+
+
+@check("allowed-ips-routed")
+def check_allowed_ips_routed(subject: Subject, host: HostView) -> list[Finding]:
+    if subject.live is None or subject.ifname is None:
+        return [Finding("allowed-ips-routed", Status.SKIP, "interface not running")]
+    findings = []
+    for peer, allowed, probe in _routed_probes(subject):
+        if probe not in host.route_devices:
+            continue
+        device = host.route_devices[probe]
+        if device == subject.ifname:
+            continue
+        via = f"by {device}" if device else "nowhere (no route)"
+        findings.append(Finding(
+            "allowed-ips-routed", Status.WARN,
+            f"{allowed} of {peer.label} is not routed to {subject.ifname}: this host's packets "
+            f"to {probe} leave {via} (ip route get {probe})",
+            f"ip route add {allowed} dev {subject.ifname} (wg-quick adds one route per "
+            "AllowedIPs at up; a peer added later with wg set needs it too)"))
+    return findings or _ok("allowed-ips-routed",
+                           f"every peer's AllowedIPs are routed to {subject.ifname}")
 
 
 @check("endpoint-in-allowed-ips")
@@ -353,6 +412,31 @@ def _clients(subject: Subject) -> list[PeerView]:
                             for s in subject.subnets) for a in peer.allowed_ips)]
 
 
+def _client_source(subject: Subject) -> str | None:
+    """An IPv4 tunnel address of a client: where its internet-bound packets come from."""
+    for peer in _clients(subject):
+        for allowed in peer.allowed_ips:
+            if allowed.version == 4:
+                return str(allowed.network_address)
+    return None
+
+
+def route_probes(subject: Subject) -> RouteProbes:
+    """The route lookups the checks below need answered by the kernel (system.gather)."""
+    probes = RouteProbes(subject.ifname)
+    source = _client_source(subject)
+    if source is not None:
+        probes.sources.append(source)
+    probes.destinations = [str(address) for _, _, address in _routed_probes(subject)]
+    return probes
+
+
+def _nat_fix(subject: Subject, device: str) -> str:
+    subnet = next((s for s in subject.subnets if s.version == 4), None)
+    source = f"-s {subnet} " if subnet else ""
+    return f"iptables -t nat -A POSTROUTING {source}-o {device} -j MASQUERADE"
+
+
 @check("masquerade")
 def check_masquerade(subject: Subject, host: HostView) -> list[Finding]:
     gateway = _is_gateway(subject) or bool(host.ipv4_forwarding)
@@ -360,16 +444,60 @@ def check_masquerade(subject: Subject, host: HostView) -> list[Finding]:
         return _ok("masquerade", "not a forwarding server")
     if host.firewall_text is None:
         return [Finding("masquerade", Status.SKIP, "no firewall tool (nft, iptables) to read")]
-    if firewall.has_source_nat(host.firewall_text):
-        return _ok("masquerade", "a MASQUERADE/SNAT rule exists")
-    uplink = host.default_route_device(4) or "UPLINK"
-    subnet = next((s for s in subject.subnets if s.version == 4), None)
-    source = f"-s {subnet} " if subnet else ""
+    source = _client_source(subject)
+    device = host.egress.get(source) if source else None
+    device = device or host.default_route_device(4)
+    if device is None:
+        return [Finding("masquerade", Status.SKIP, "no route to the internet to check against")]
+    rules = firewall.source_nat_rules(host.firewall_text)
+    if not rules:
+        return [Finding(
+            "masquerade", Status.FAIL,
+            "this server forwards for its clients but no MASQUERADE/SNAT rule exists: their "
+            "traffic leaves with tunnel addresses nobody routes back",
+            f"{_nat_fix(subject, device)} (e.g. as PostUp)")]
+    probe = f"ip route get {INTERNET_PROBE[4]} from {source} iif {subject.ifname}" if source \
+        else f"ip route get {INTERNET_PROBE[4]}"
+    matching = [rule for rule in rules if rule.matches_interface(device)
+                and (source is None or rule.matches_source(source))]
+    if matching:
+        return _ok("masquerade", f"clients' traffic leaves by {device} ({probe}) and "
+                                 f"is masqueraded there ({matching[0].text})")
+    named = sorted({f"{'! ' if r.negated else ''}{r.out_interface}"
+                    for r in rules if r.out_interface})
     return [Finding(
         "masquerade", Status.FAIL,
-        "this server forwards for its clients but no MASQUERADE/SNAT rule exists: their "
-        "traffic leaves with tunnel addresses nobody routes back",
-        f"iptables -t nat -A POSTROUTING {source}-o {uplink} -j MASQUERADE (e.g. as PostUp)")]
+        f"clients' traffic leaves by {device} ({probe}) but the MASQUERADE/SNAT rules "
+        + (f"only cover -o {', '.join(named)}" if named else "do not match its source")
+        + ": it leaves with tunnel addresses nobody routes back",
+        f"{_nat_fix(subject, device)} (and fix the PostUp/PostDown rules to say "
+        f"-o {device})")]
+
+
+@check("forward-firewall")
+def check_forward_firewall(subject: Subject, host: HostView) -> list[Finding]:
+    gateway = _is_gateway(subject) or bool(host.ipv4_forwarding) or bool(host.ipv6_forwarding)
+    if not (gateway and (_clients(subject) or _forwarding_peers(subject))):
+        return _ok("forward-firewall", "not a forwarding server")
+    if host.firewall_text is None:
+        return [Finding("forward-firewall", Status.SKIP,
+                        "no firewall tool (nft, iptables) to read")]
+    if subject.ifname is None:
+        return [Finding("forward-firewall", Status.SKIP, "no interface name")]
+    findings = []
+    seen: set[str] = set()
+    for gap in firewall.forward_gaps(host.firewall_text, subject.ifname):
+        if gap.rule in seen:
+            continue
+        seen.add(gap.rule)
+        what = (f"packets in from {subject.ifname}" if gap.missing == "from the tunnel"
+                else f"replies back to {subject.ifname}")
+        findings.append(Finding(
+            "forward-firewall", Status.FAIL,
+            f"the forward path drops by default ({gap.tool}) and nothing accepts {what}: "
+            "clients reach nothing beyond this host", gap.rule))
+    return findings or _ok("forward-firewall", f"forwarding from and back to {subject.ifname} "
+                                               "is accepted")
 
 
 @check("firewall-port")
@@ -478,6 +606,36 @@ def check_mtu(subject: Subject, host: HostView) -> list[Finding]:
             f"{uplink}'s MTU {uplink_mtu}: large packets fragment or vanish",
             f"set MTU = {uplink_mtu - WG_OVERHEAD_V6}"))
     return findings or _ok("mtu", f"MTU {mtu} fits")
+
+
+@check("save-config")
+def check_save_config(subject: Subject, host: HostView) -> list[Finding]:
+    config = subject.config
+    if config is None:
+        return [Finding("save-config", Status.SKIP, "no config")]
+    if not config.interface.save_config:
+        return _ok("save-config", "SaveConfig is off: the file is only changed by hand")
+    comments = [line for section in [config.interface, *config.peers]
+                for line in section.source if line.key is None and line.text.lstrip().startswith("#")]
+    comments = [*(line for line in config.preamble if line.text.lstrip().startswith("#")),
+                *comments]
+    if not comments:
+        return _ok("save-config", "SaveConfig = true on a file without comments")
+    numbers = sorted(line.number for line in comments)
+    shown = ", ".join(str(n) for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
+    disabled = sum(1 for line in comments if is_disabled_line(line.text))
+    lost = (f" ({disabled} of them a disabled peer, which would be gone for good)"
+            if disabled else "")
+    return [Finding(
+        "save-config", Status.WARN,
+        f"SaveConfig = true: wg-quick's down/save rewrites {subject.config_path} from the "
+        f"running interface and drops its comments: {len(comments)} "
+        f"line{'s' if len(comments) > 1 else ''} ({shown}){lost}: peer names, the remembered "
+        "endpoint, notes",
+        "bring the interface up and down with wgpy-quick, whose save merges the running "
+        "state into the file and keeps comments of peers that still exist; or set SaveConfig "
+        "= false and change peers with wgpy add-peer/remove-peer/disable-peer, which edit "
+        "the file in place")]
 
 
 # -- running ---------------------------------------------------------------------------------------

@@ -9,12 +9,19 @@ alerts keep working:
 
 `allowed_ips` is the comma-joined list; `friendly_name` comes from the `# friendly_name =`
 comment of the peer in /etc/wireguard/IFACE.conf (or the --config-dir), empty when unknown.
-Each scrape asks the interfaces afresh (UAPI socket or kernel netlink).
+
+Scrapes share one reading: the interfaces' state (UAPI socket or kernel netlink) and the names
+are read at most once per `max_age` seconds (1 s), under a lock, so N scrapers arriving together
+cost the daemon one `get` per interface, not N. `check()` is run once at start: an interface
+that cannot be read (unknown name, no permission) is an error then, not an empty 200 later.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -23,19 +30,48 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from wgpy.control.client import DeviceControl
+from wgpy.control.model import DeviceState
 from wgpy.keys import key_to_base64
 from wgpy.ops.monitor import peer_names
 
 LABELS = ["interface", "public_key", "allowed_ips", "friendly_name"]
 DEFAULT_PORT = 9586  # prometheus_wireguard_exporter's
+CACHE_SECONDS = 1.0
+
+
+@dataclass
+class Reading:
+    ifname: str
+    state: DeviceState
+    names: dict[bytes, str]
 
 
 class WireGuardCollector(Collector):
     def __init__(self, control_factory: Callable[[], DeviceControl],
-                 interfaces: Sequence[str] = (), config_dir: Path = Path("/etc/wireguard")) -> None:
+                 interfaces: Sequence[str] = (), config_dir: Path = Path("/etc/wireguard"),
+                 max_age: float = CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.control_factory = control_factory
         self.interfaces = list(interfaces)
         self.config_dir = config_dir
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._readings: list[Reading] = []
+        self._read_at: float | None = None
+
+    def check(self) -> list[str]:
+        """Read every interface once; raises OSError (with the interface's name in
+        `filename`) for one that cannot be read. Returns the interfaces served."""
+        control = self.control_factory()
+        names = self._interfaces(control)
+        for ifname in names:
+            try:
+                control.get(ifname)
+            except OSError as err:
+                err.filename = ifname
+                raise
+        return names
 
     def _interfaces(self, control: DeviceControl) -> list[str]:
         if self.interfaces:
@@ -51,19 +87,13 @@ class WireGuardCollector(Collector):
                                        labels=LABELS)
         handshake = GaugeMetricFamily("wireguard_latest_handshake_seconds",
                                       "Seconds from the last handshake", labels=LABELS)
-        control = self.control_factory()
-        for ifname in self._interfaces(control):
-            try:
-                state = control.get(ifname)
-            except OSError:
-                continue  # gone between listing and asking
-            names = peer_names(self.config_dir / f"{ifname}.conf")
-            for peer in state.peers:
+        for reading in self.readings():
+            for peer in reading.state.peers:
                 labels = [
-                    ifname,
+                    reading.ifname,
                     key_to_base64(peer.public_key),
                     ",".join(str(n) for n in peer.allowed_ips),
-                    names.get(peer.public_key, ""),
+                    reading.names.get(peer.public_key, ""),
                 ]
                 sent.add_metric(labels, peer.tx_bytes)
                 received.add_metric(labels, peer.rx_bytes)
@@ -71,6 +101,27 @@ class WireGuardCollector(Collector):
         yield sent
         yield received
         yield handshake
+
+    def readings(self) -> list[Reading]:
+        """The interfaces' state, read afresh when the last reading is older than max_age.
+        Scrapers arriving while one reads wait for that reading instead of starting their own."""
+        with self._lock:
+            now = self.clock()
+            if self._read_at is None or now - self._read_at >= self.max_age:
+                self._readings = self._read()
+                self._read_at = self.clock()
+            return self._readings
+
+    def _read(self) -> list[Reading]:
+        control = self.control_factory()
+        readings = []
+        for ifname in self._interfaces(control):
+            try:
+                state = control.get(ifname)
+            except OSError:
+                continue  # gone between listing and asking
+            readings.append(Reading(ifname, state, peer_names(self.config_dir / f"{ifname}.conf")))
+        return readings
 
 
 def make_registry(collector: WireGuardCollector) -> CollectorRegistry:

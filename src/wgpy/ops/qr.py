@@ -8,10 +8,12 @@ share one text row (upper half block, lower half block, full block, space).
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import segno
+
+from wgpy.conf.writer import write_private_file
 
 QUIET_ZONE = 2  # modules of light border; scanners want some, 4 is the spec's
 PNG_SCALE = 8
@@ -62,9 +64,13 @@ def parse_terminal(rendering: str, invert: bool = False) -> list[list[bool]]:
     return rows
 
 
+def png_bytes(text: str, scale: int = PNG_SCALE) -> bytes:
+    buffer = io.BytesIO()
+    make_qr(text).save(buffer, kind="png", scale=scale, border=4)
+    return buffer.getvalue()
+
+
 def write_png(text: str, path: Path, scale: int = PNG_SCALE) -> None:
-    """The QR code as a PNG, created 0600 (a client config holds a private key)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        make_qr(text).save(handle, kind="png", scale=scale, border=4)
+    """The QR code as a PNG (a client config holds a private key): a new 0600 file renamed
+    into place, so a symlink or someone else's file at path is replaced, never written through."""
+    write_private_file(path, png_bytes(text, scale))

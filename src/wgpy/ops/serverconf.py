@@ -1,8 +1,9 @@
 """The server's config file as the operator tools read and edit it.
 
 Edits are made on the text, line by line, using the line numbers `wgpy.conf.parse_config`
-records for every section: adding a peer appends a block, removing one deletes exactly the
-lines the parser gave to that peer, remembering the endpoint adds or replaces one comment line
+records for every section: adding a peer appends a block, removing one deletes its comment
+block, header and key lines (`conf.writer.without_peers`; comments after its last key, such as
+a commented-out peer, stay), remembering the endpoint adds or replaces one comment line
 under [Interface]. Every other byte of the file stays as it was (comments, order, spacing), and
 the result is parsed again before it is written, so a broken edit never reaches the disk.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wgpy.conf import Config, ConfigError, PeerSection, parse_config
-from wgpy.conf.writer import write_config_file
+from wgpy.conf.writer import without_peers, write_config_file
 
 NAME_COMMENT = re.compile(r"^\s*#\s*(?:friendly_name|name)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 ENDPOINT_COMMENT = re.compile(r"^\s*#\s*wgpy:\s*endpoint\s*=\s*(.*?)\s*$", re.IGNORECASE)
@@ -49,8 +50,8 @@ def check_name(name: str) -> str:
     stripped = name.strip()
     if not stripped:
         raise ValueError("a peer name must not be empty")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in stripped):
-        raise ValueError("a peer name must not contain control characters or line breaks")
+    if not stripped.isprintable():
+        raise ValueError("a peer name must be printable: no control characters or line breaks")
     return stripped
 
 
@@ -103,11 +104,7 @@ class ServerConfig:
         return _join([*lines, *block])
 
     def with_peer_removed(self, peer: PeerSection) -> str:
-        drop = {line.number for line in peer.source}
-        kept = [text for number, text in enumerate(self.lines, start=1) if number not in drop]
-        while kept and not kept[-1].strip():
-            kept.pop()
-        return _join(kept)
+        return without_peers(self.text, [peer])
 
     def with_endpoint_remembered(self, endpoint: str) -> str:
         lines = self.lines

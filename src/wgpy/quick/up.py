@@ -1,8 +1,8 @@
 """`wgpy-quick up`: the steps of wg-quick's cmd_up, each recording how to undo itself.
 
-Order (as wg-quick): create the interface, PreUp hooks, configure the device, addresses, MTU and
-link up, DNS, routes for every AllowedIPs prefix (longest first), PostUp hooks. If any step
-fails — or the user interrupts — everything done so far is undone in reverse order and the
+Order (as wg-quick): PreUp hooks (the interface does not exist yet), create the interface,
+configure the device, addresses, MTU and link up, DNS, routes for every AllowedIPs prefix
+(longest first), PostUp hooks. If any step fails — or the user interrupts — everything done so far is undone in reverse order and the
 error names the step that failed.
 
 Routes (wg-quick(8), "Table"): with Table = off none are added; with a number they go into that
@@ -114,9 +114,10 @@ class Up:
 
     def _run_steps(self) -> None:
         interface = self.quick.config.interface
+        # PreUp runs before the interface exists (wg-quick's cmd_up: hooks, then add_if).
+        hooks.run_hooks("PreUp", interface.pre_up, self.ifname, self.quick.path)
         self.undo.push(f"interface {self.ifname}", self._delete_if_present)
         add_interface(self.netlink, self.ifname)
-        hooks.run_hooks("PreUp", interface.pre_up, self.ifname, self.quick.path)
         device.configure(self.ifname, self.quick.config)
         for address in interface.addresses:
             description = f"{_ip(address.version)} address add {address} dev {self.ifname}"
