@@ -11,22 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vm
+import kernelvm as vm
 
 KERNEL_DIR = Path(__file__).resolve().parent
 collect_ignore = ["guest"]
-
-_shared: Path | None = None
-_collected: list[str] | None = None
-_collect_error: str | None = None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,44 +29,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
 
 
-def shared_dir() -> Path:
-    """The directory shared read-write with the guest (not under /tmp: the guest mounts a
-    tmpfs there)."""
-    global _shared
-    if _shared is None:
-        base = Path("/var/tmp")
-        _shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-", dir=base))
-    return _shared
-
-
-def guest_node_ids() -> tuple[list[str], str | None]:
-    global _collected, _collect_error
-    if _collected is None:
-        _collected = []
-        reason = vm.why_vm_cannot_run()
-        if reason:
-            _collect_error = reason
-        else:
-            try:
-                _collected = vm.collect_guest_tests(shared_dir())
-            except (RuntimeError, OSError) as error:
-                _collect_error = str(error)
-    return _collected, _collect_error
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "guest_test" in metafunc.fixturenames:
-        ids, _ = guest_node_ids()
+        ids, _ = vm.guest_node_ids()
         metafunc.parametrize("guest_test", ids or ["<no guest tests collected>"], ids=str)
 
 
 @pytest.fixture(scope="session")
-def guest_run() -> Iterator[vm.GuestRun]:
+def guest_run() -> vm.GuestRun:
     """Boot the VM once and run every guest test in it."""
-    _, error = guest_node_ids()
+    _, error = vm.guest_node_ids()
     if error:
         pytest.fail(error, pytrace=False)
-    shared = shared_dir()
+    shared = vm.shared_dir()
     vm.warm_pycache(shared)
     run = vm.boot_and_run(shared)
     sys.stderr.write(
@@ -82,6 +51,12 @@ def guest_run() -> Iterator[vm.GuestRun]:
     (shared / "host-summary.txt").write_text(
         f"accelerator={run.accelerator} seconds={run.seconds:.1f} status={run.status}\n"
     )
-    yield run
-    if run.status == 0 and not os.environ.get("WGPY_KERNEL_KEEP"):
-        shutil.rmtree(shared, ignore_errors=True)  # kept after a failure, for its logs
+    if run.status != 0 or os.environ.get("WGPY_KERNEL_KEEP"):
+        vm.keep_shared = True  # its console.log and results, for whoever looks into it
+    return run
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The shared directory goes (also when the group was only collected), unless kept."""
+    if (shared := vm.created_shared_dir()) is not None and not vm.keep_shared:
+        shutil.rmtree(shared, ignore_errors=True)

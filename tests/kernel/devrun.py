@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vm
+import kernelvm as vm
 
 shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-dev-", dir="/var/tmp"))
 vm.collect_guest_tests(shared)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import kernelvm as vm
 import pytest
-import vm
 
 
 def _console_tail(run: vm.GuestRun, lines: int = 60) -> str:
@@ -12,9 +12,7 @@ def _console_tail(run: vm.GuestRun, lines: int = 60) -> str:
 
 def test_vm_ran_every_guest_test(guest_run: vm.GuestRun) -> None:
     """The VM booted, guest pytest finished and reported every test the host collected."""
-    from conftest import guest_node_ids
-
-    expected, _ = guest_node_ids()
+    expected, _ = vm.guest_node_ids()
     assert expected, "no guest tests collected"
     if guest_run.status is None:
         pytest.fail(f"guest pytest never finished ({guest_run.accelerator}, "

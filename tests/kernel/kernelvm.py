@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,3 +198,40 @@ def _run_vng(vng: list[str], shared: Path) -> str:
     text = output.decode(errors="replace")
     (shared / "console.log").write_text(text)
     return text
+
+
+# -- one shared directory and one collection per host pytest run ---------------------------------
+
+_shared: Path | None = None
+keep_shared = False  # set after a failing run: its logs stay
+_collected: list[str] | None = None
+_collect_error: str | None = None
+
+
+def created_shared_dir() -> Path | None:
+    return _shared
+
+
+def shared_dir() -> Path:
+    """The directory shared read-write with the guest (not under /tmp: the guest mounts a
+    tmpfs there)."""
+    global _shared
+    if _shared is None:
+        base = Path("/var/tmp")
+        _shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-", dir=base))
+    return _shared
+
+
+def guest_node_ids() -> tuple[list[str], str | None]:
+    global _collected, _collect_error
+    if _collected is None:
+        _collected = []
+        reason = why_vm_cannot_run()
+        if reason:
+            _collect_error = reason
+        else:
+            try:
+                _collected = collect_guest_tests(shared_dir())
+            except (RuntimeError, OSError) as error:
+                _collect_error = str(error)
+    return _collected, _collect_error
