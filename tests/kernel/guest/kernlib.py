@@ -179,11 +179,12 @@ class HandshakeFlood:
         self._socket.close()
 
 
-def udp_counter(ns: Netns, name: str, match: str) -> Callable[[], int]:
-    """An nft counter in ns (input hook) for packets matching `match`; returns its reader."""
+def udp_counter(ns: Netns, name: str, match: str, hook: str = "input") -> Callable[[], int]:
+    """An nft counter in ns (table inet `name`, the `hook` hook) for packets matching
+    `match`; returns its reader."""
     ns.run(["nft", (f"add table inet {name}; "
-                   f"add chain inet {name} input {{ type filter hook input priority 0; }}; "
-                   f"add rule inet {name} input {match} counter")])
+                   f"add chain inet {name} {hook} {{ type filter hook {hook} priority 0; }}; "
+                   f"add rule inet {name} {hook} {match} counter")])
 
     def read() -> int:
         text = ns.run(["nft", "list", "table", "inet", name]).stdout

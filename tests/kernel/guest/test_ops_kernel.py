@@ -153,7 +153,7 @@ def test_doctor_finds_on_a_kernel_server(mtopo: Topology, case: Case) -> None:
     status, findings = doctor(server)
     matching = _matching(findings, case.check, case.status)
     assert matching, json.dumps(findings, indent=1)
-    fix = case.fix.replace("UPLINK", server.uplink)
+    fix = case.fix.replace("UPLINK", server.uplink).replace("IFNAME", server.ifname)
     assert any(case.message in f["message"] and fix in f["fix"] for f in matching), matching
     if case.status == "fail":
         assert status == 1
