@@ -21,4 +21,22 @@ if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1
 fi
 python3 -m pip install -q -e '.[test]'
 python3 -c 'from wgpy import fastpath; print("wgpy per-packet fast path:", fastpath.DESCRIPTION)'
+
+# The kernel test group (tests/kernel) boots a Debian kernel that ships wireguard.ko under qemu
+# with virtme-ng (its own venv, pinned). Each step is skipped when already done, so a second
+# run costs a few seconds.
+KERNEL_PACKAGE=linux-image-6.12-rt-amd64   # Debian's 6.12 kernel (bookworm-security)
+VNG_VERSION=1.42
+VNG_VENV=/opt/wgpy-vng
+missing=()
+dpkg -s "$KERNEL_PACKAGE" >/dev/null 2>&1 || missing+=("$KERNEL_PACKAGE")
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "$("$VNG_VENV/bin/vng" --version 2>/dev/null)" != "virtme-ng $VNG_VERSION" ]; then
+    python3 -m venv "$VNG_VENV"
+    "$VNG_VENV/bin/pip" install -q "virtme-ng==$VNG_VERSION"
+fi
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true

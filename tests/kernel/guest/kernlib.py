@@ -1,0 +1,193 @@
+"""Shared pieces of the guest tests: a kernel WireGuard link and a wgpy-daemon in namespaces."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from netns import Netns, Topology, WgDump
+
+# Under emulation (TCG) a Python start takes 10-30 s; the harness's 10 s default is for hosts.
+DAEMON_START_TIMEOUT = 300.0
+
+
+def add_kernel_link(topo: Topology, ns: Netns, tag: str = "k") -> str:
+    """A `type wireguard` link in ns, removed with the topology."""
+    ifname = topo.ifname(tag)
+    ns.run(["ip", "link", "add", ifname, "type", "wireguard"])
+    topo.links.append((ns, ifname))
+    return ifname
+
+
+def start_wgpy(topo: Topology, ns: Netns, tag: str = "p") -> tuple[str, Any]:
+    ifname = topo.ifname(tag)
+    process = topo.start_userspace(
+        ns, ifname, [sys.executable, "-m", "wgpy.cli.daemon", "-f"],
+        timeout=DAEMON_START_TIMEOUT,
+    )
+    return ifname, process
+
+
+def handshake_after(topo: Topology, ns: Netns, ifname: str, since: float,
+                    timeout: float = 30) -> WgDump:
+    """Wait until every peer of ifname has a handshake at or after `since` (unix seconds)."""
+
+    def done() -> WgDump | None:
+        dump = topo.wg_dump(ns, ifname)
+        peers = dump.peers.values()
+        return dump if peers and all(p.latest_handshake >= int(since) for p in peers) else None
+
+    return topo.wait_for(done, timeout=timeout, interval=0.3,
+                         message=lambda: f"a handshake on {ifname} after {since:.0f}:\n"
+                         + topo.wg(ns, "show", ifname).stdout)
+
+
+def now() -> float:
+    return time.time()
+
+
+class InProcessRunner:
+    """Runs `wg` as a program and wgpy's `main` in this process (a Python start costs 10-30 s
+    under emulation), inside a namespace (setns for the call), with argv[0] "wg"."""
+
+    def __init__(self) -> None:
+        from test_wg_cli import Runner
+
+        self._wg = Runner(Path("/nonexistent/wgpy"))
+
+    def run(self, tool: str, args: Sequence[str], *, netns: str | None = None,
+            env: dict[str, str | None] | None = None, **kwargs: Any) -> Any:
+        if tool == "wg":
+            return self._wg.run("wg", args, netns=netns, env=env, **kwargs)
+        if kwargs:
+            raise ValueError(f"in-process wgpy takes no {sorted(kwargs)}")
+        return run_wgpy_in_process(args, netns, env or {})
+
+
+def run_wgpy_in_process(args: Sequence[str], netns: str | None,
+                        env: dict[str, str | None]) -> Any:
+    from wgpy.cli.wg import main
+
+    wanted = {"WG_COLOR_MODE": "never", "WG_ENDPOINT_RESOLUTION_RETRIES": "0", **env}
+    return run_in_process(lambda: main(list(args), prog="wg"), netns, wanted)
+
+
+def run_quick_in_process(command: str, conf: Path, netns: str,
+                         env: dict[str, str | None] | None = None) -> Any:
+    """`wgpy-quick COMMAND CONF` in this process, inside netns."""
+    from wgpy.cli.wg_quick import main
+
+    return run_in_process(lambda: main([command, str(conf)]), netns, env or {})
+
+
+def run_in_process(call: Callable[[], int], netns: str | None,
+                   wanted: dict[str, str | None]) -> Any:
+    """call() with stdout/stderr captured, os.environ updated by `wanted` and the network
+    namespace switched to netns (setns) for its duration; a Result."""
+    from pyroute2.netns import popns, pushns
+    from test_wg_cli import Result
+
+    saved_env = {key: os.environ.get(key) for key in wanted}
+    for key, value in wanted.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    out, err = io.BytesIO(), io.BytesIO()
+    saved_streams = sys.stdout, sys.stderr
+    wrappers = (io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+                io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+    sys.stdout, sys.stderr = wrappers
+    if netns is not None:
+        pushns(netns)
+    try:
+        try:
+            status = call()
+        except SystemExit as exit_:
+            status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        if netns is not None:
+            popns()
+        sys.stdout, sys.stderr = saved_streams
+        for wrapper in wrappers:  # detached, so collecting them does not close the buffers
+            wrapper.flush()
+            wrapper.detach()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Result(out.getvalue(), err.getvalue(), status)
+
+
+class HandshakeFlood:
+    """A thread sending handshake initiations with a valid mac1 (and no mac2) for the
+    responder's public key from bind_ip inside netns: bursts, then short pauses, until stopped.
+    Enough of them put the responder under load, and it then answers initiations without a
+    valid mac2 with cookie replies. The socket is made inside netns; the thread only sends."""
+
+    def __init__(self, netns: str, bind_ip: str, target: tuple[str, int],
+                 responder_public_key: bytes, burst: int = 1000, pause: float = 0.2) -> None:
+        import secrets
+        import socket
+        import threading
+
+        from pyroute2.netns import popns, pushns
+
+        from wgpy.core.cookie import CookieGenerator
+
+        message = bytearray(148)
+        message[0] = 1  # handshake initiation
+        message[4:116] = secrets.token_bytes(112)  # sender index, ephemeral, sealed parts
+        CookieGenerator(responder_public_key).add_macs(message, 0.0)
+        self.packet = bytes(message)
+        self.target = target
+        self.burst, self.pause = burst, pause
+        self.sent = 0
+        self._stop = threading.Event()
+        pushns(netns)
+        try:
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._socket.bind((bind_ip, 0))
+        finally:
+            popns()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        send, packet, target = self._socket.sendto, self.packet, self.target
+        while not self._stop.is_set():
+            for _ in range(self.burst):
+                try:
+                    send(packet, target)
+                    self.sent += 1
+                except OSError:  # ENOBUFS and the like: the next burst goes on
+                    break
+            self._stop.wait(self.pause)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+
+def udp_counter(ns: Netns, name: str, match: str, hook: str = "input") -> Callable[[], int]:
+    """An nft counter in ns (table inet `name`, the `hook` hook) for packets matching
+    `match`; returns its reader."""
+    ns.run(["nft", (f"add table inet {name}; "
+                   f"add chain inet {name} {hook} {{ type filter hook {hook} priority 0; }}; "
+                   f"add rule inet {name} {hook} {match} counter")])
+
+    def read() -> int:
+        text = ns.run(["nft", "list", "table", "inet", name]).stdout
+        return int(text.split("counter packets ", 1)[1].split()[0])
+
+    return read

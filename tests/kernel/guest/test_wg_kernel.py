@@ -1,0 +1,143 @@
+"""`wgpy` = `wg` on kernel interfaces: show (every field, dump), showconf, set, setconf,
+addconf, syncconf give byte-identical stdout, stderr and exit status, and the write commands
+leave the kernel interface exactly as `wg` does (also after rejected commands, which change
+nothing). wgpy runs in this process (kernlib.InProcessRunner); `wg` is the real program.
+
+The command list and config files are the ones the userspace tests use
+(tests/e2e/test_wg_cli_live.py): one list, checked against every implementation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+from kernlib import InProcessRunner, add_kernel_link
+from netns import Topology, parse_wg_dump
+from test_wg_cli import Result, assert_same
+from test_wg_cli_live import (
+    OUTER_A,
+    OUTER_B,
+    device_state,
+    make_files,
+    normalize_name,
+    strip_location,
+    write_cases,
+)
+
+
+@pytest.fixture(scope="module")
+def runner() -> InProcessRunner:
+    return InProcessRunner()
+
+
+def test_write_commands_leave_the_same_state(mtopo: Topology, runner: InProcessRunner) -> None:
+    files = make_files(mtopo.tmpdir)
+    sides = {}
+    for tool in ("wg", "wgpy"):
+        ns = mtopo.netns(f"w{tool}")
+        ifname = add_kernel_link(mtopo, ns)
+        setup = runner.run("wg", ["setconf", ifname, str(files["base"])], netns=ns.name)
+        assert setup.returncode == 0, setup.text()
+        sides[tool] = (ns, ifname)
+    (wg_ns, wg_if), (py_ns, py_if) = sides["wg"], sides["wgpy"]
+    normalize = normalize_name(wg_if, py_if)
+    before = device_state(runner, wg_ns, wg_if)
+    assert before == device_state(runner, py_ns, py_if)
+    assert len(before["peers"]) == 2
+
+    for case in write_cases(files):
+        wg = runner.run("wg", [wg_if if a == "IF" else a for a in case.args], netns=wg_ns.name)
+        wgpy = runner.run("wgpy", [py_if if a == "IF" else a for a in case.args],
+                          netns=py_ns.name)
+        if case.args[0] in ("setconf", "addconf", "syncconf") and len(case.args) == 3:
+            wgpy = strip_location(wgpy, case.args[2])
+        what = " ".join(case.args)
+        assert_same(wg, wgpy, normalize, what=what)
+        assert (wg.returncode == 0) == case.changes, f"{what}\n{wg.text()}"
+        after = device_state(runner, wg_ns, wg_if)
+        assert device_state(runner, py_ns, py_if) == after, what
+        if not case.changes:
+            assert after == before, f"rejected command changed the device: {what}"
+        before = after
+
+
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+UNIT_SECONDS = {b"year": 365 * 86400, b"day": 86400, b"hour": 3600, b"minute": 60,
+                b"second": 1}
+
+
+def _ages(output: bytes) -> tuple[bytes, list[int]]:
+    """output with the digits of "latest handshake: ... ago" lines masked, and those ages in
+    seconds (they move on while the tools run; everything else must be byte-identical)."""
+    lines, ages = [], []
+    for line in output.split(b"\n"):
+        if b"latest handshake" in line and line.endswith((b"ago", b"ago\x1b[0m")):
+            plain = ANSI.sub(b"", line).split(b": ", 1)[1]
+            ages.append(sum(int(n) * UNIT_SECONDS[unit] for n, unit in
+                            re.findall(rb"(\d+) (year|day|hour|minute|second)", plain)))
+            line = re.sub(rb"\d", b"#", line)
+        lines.append(line)
+    return b"\n".join(lines), ages
+
+
+def _same_as_wg(runner: InProcessRunner, args: list[str], netns: str,
+                env: dict[str, str | None]) -> None:
+    """wg, wgpy, wg: equal but for the handshake ages, and each age wgpy shows lies between
+    the ones the two wg runs around it show (under emulation one wgpy call may take seconds)."""
+    first = runner.run("wg", args, netns=netns, env=env)
+    wgpy = runner.run("wgpy", args, netns=netns, env=env)
+    if wgpy == first:
+        return
+    second = runner.run("wg", args, netns=netns, env=env)
+    (first_out, first_ages), (wgpy_out, wgpy_ages), (_, second_ages) = (
+        _ages(first.stdout), _ages(wgpy.stdout), _ages(second.stdout))
+    what = f"{' '.join(args)} {env}"
+    assert_same(Result(first_out, first.stderr, first.returncode),
+                Result(wgpy_out, wgpy.stderr, wgpy.returncode), what=what)
+    assert len(first_ages) == len(wgpy_ages) == len(second_ages), what
+    for low, age, high in zip(first_ages, wgpy_ages, second_ages, strict=True):
+        assert low <= age <= high, f"{what}: handshake age {age} not in [{low}, {high}]"
+
+
+def test_show_live_tunnel_same_as_wg(mtopo: Topology, runner: InProcessRunner) -> None:
+    a, b = mtopo.netns("sa"), mtopo.netns("sb")
+    mtopo.veth(a, b, OUTER_A, OUTER_B)
+    a_if, b_if = add_kernel_link(mtopo, a), add_kernel_link(mtopo, b)
+    end_a, end_b = mtopo.configure_pair(a, a_if, b, b_if, "192.168.78.1", "fd00:78::2",
+                                        preshared_key=True, persistent_keepalive=25)
+    a.ping(end_b.ip4, count=2)
+    b.ping(end_a.ip6, count=2)
+    # more peers, fwmark, many allowed IPs (the kernel splits a dump over several messages)
+    extra = [mtopo.genkey()[1] for _ in range(3)]
+    mtopo.wg(a, "set", a_if, "fwmark", "0x1234",
+             "peer", extra[0], "allowed-ips", ",".join(f"10.{i}.0.0/16" for i in range(1, 200)),
+             "peer", extra[1], "endpoint", "192.0.2.7:1", "persistent-keepalive", "65535",
+             "peer", extra[2], "allowed-ips", "fd10::/48,0.0.0.0/0")
+    fields = ["public-key", "private-key", "listen-port", "fwmark", "peers", "preshared-keys",
+              "endpoints", "allowed-ips", "latest-handshakes", "transfer",
+              "persistent-keepalive", "dump"]
+    cases = [["show", a_if], ["showconf", a_if], ["show"], ["show", "all"],
+             ["show", "interfaces"], ["show", "wkmissing0"], ["showconf", "wkmissing0"],
+             ["show", a_if, "bogus"], ["showconf"],
+             *[["show", a_if, field] for field in fields],
+             *[["show", "all", field] for field in fields]]
+    for env in ({}, {"WG_HIDE_KEYS": "never", "WG_COLOR_MODE": "always"}):
+        for args in cases:
+            _same_as_wg(runner, args, a.name, env)
+    shown = runner.run("wgpy", ["show", a_if], netns=a.name)
+    assert isinstance(shown, Result)
+    text = shown.stdout.decode()
+    assert "latest handshake: " in text and "transfer: " in text
+    assert "preshared key: (hidden)" in text and "fwmark: 0x1234" in text
+    dump = parse_wg_dump(runner.run("wgpy", ["show", a_if, "dump"], netns=a.name)
+                         .stdout.decode())
+    peer = dump.peers[end_b.public_key]
+    # b's own initiation at link-up (persistent keepalive) goes to a's IPv4 address, a's
+    # to b's IPv6: whichever authenticated packet a got last set the endpoint (kernel roaming)
+    assert peer.endpoint in ("[fd00:78::2]:51821", "192.168.78.2:51821"), peer.endpoint
+    assert sorted(peer.allowed_ips) == sorted(
+        [f"{end_b.ip4}/32", f"{ipaddress.ip_address(end_b.ip6)}/128"])
+    assert peer.rx_bytes > 0 and peer.latest_handshake > 0
+    assert len(dump.peers[extra[0]].allowed_ips) == 199
