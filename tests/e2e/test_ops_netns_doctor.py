@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netns import Netns, Topology
@@ -211,14 +212,21 @@ def _matching(findings: list[dict[str, str]], check: str, status: str) -> list[d
 
 @pytest.mark.parametrize("case", CASES, ids=[c.check for c in CASES])
 def test_doctor_finds(topo: Topology, case: Case) -> None:
-    server = build(topo)
-    status, findings = doctor(server)
+    check_case(build(topo), case, doctor)
+
+
+def check_case(server: Any, case: Case,
+               run_doctor: Callable[[Any], tuple[int, list[dict[str, str]]]]) -> None:
+    """A healthy server passes, `case.breakage` makes doctor report the case with its fix,
+    and a fail (not a warning) makes the exit status 1. The kernel group runs the same cases
+    on a kernel server."""
+    status, findings = run_doctor(server)
     assert status == 0, findings
     # the healthy baseline's only warning: phone has not connected yet
     assert [f["check"] for f in findings if f["status"] == "warn"] == ["never-handshaked"]
 
     case.breakage(server)
-    status, findings = doctor(server)
+    status, findings = run_doctor(server)
     matching = _matching(findings, case.check, case.status)
     assert matching, json.dumps(findings, indent=1)
     fix = case.fix.replace("UPLINK", server.uplink).replace("IFNAME", server.ifname)

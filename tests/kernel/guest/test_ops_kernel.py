@@ -18,7 +18,7 @@ from netns import Netns, Topology
 from opslib import write_conf
 from prometheus_client.parser import text_string_to_metric_families
 from quicklib import no_dad
-from test_ops_netns_doctor import CASES, Case, Server, _matching
+from test_ops_netns_doctor import CASES, Case, Server, check_case
 
 from wgpy import keys
 from wgpy.conf import parse_config, strip_config
@@ -145,17 +145,4 @@ def doctor(server: Server) -> tuple[int, list[dict[str, str]]]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.check for c in CASES])
 def test_doctor_finds_on_a_kernel_server(mtopo: Topology, case: Case) -> None:
-    server = build_kernel_server(mtopo)
-    status, findings = doctor(server)
-    assert status == 0, findings
-    assert [f["check"] for f in findings if f["status"] == "warn"] == ["never-handshaked"]
-    case.breakage(server)
-    status, findings = doctor(server)
-    matching = _matching(findings, case.check, case.status)
-    assert matching, json.dumps(findings, indent=1)
-    fix = case.fix.replace("UPLINK", server.uplink).replace("IFNAME", server.ifname)
-    assert any(case.message in f["message"] and fix in f["fix"] for f in matching), matching
-    if case.status == "fail":
-        assert status == 1
-    else:  # a warning alone does not fail doctor (the overlap also makes a forwarding peer)
-        assert not _matching(findings, case.check, "fail")
+    check_case(build_kernel_server(mtopo), case, doctor)

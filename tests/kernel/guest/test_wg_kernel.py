@@ -16,15 +16,7 @@ import pytest
 from kernlib import InProcessRunner, add_kernel_link
 from netns import Topology, parse_wg_dump
 from test_wg_cli import Result, assert_same
-from test_wg_cli_live import (
-    OUTER_A,
-    OUTER_B,
-    device_state,
-    make_files,
-    normalize_name,
-    strip_location,
-    write_cases,
-)
+from test_wg_cli_live import OUTER_A, OUTER_B, check_write_cases, make_files
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +33,7 @@ def test_write_commands_leave_the_same_state(mtopo: Topology, runner: InProcessR
         setup = runner.run("wg", ["setconf", ifname, str(files["base"])], netns=ns.name)
         assert setup.returncode == 0, setup.text()
         sides[tool] = (ns, ifname)
-    (wg_ns, wg_if), (py_ns, py_if) = sides["wg"], sides["wgpy"]
-    normalize = normalize_name(wg_if, py_if)
-    before = device_state(runner, wg_ns, wg_if)
-    assert before == device_state(runner, py_ns, py_if)
-    assert len(before["peers"]) == 2
-
-    for case in write_cases(files):
-        wg = runner.run("wg", [wg_if if a == "IF" else a for a in case.args], netns=wg_ns.name)
-        wgpy = runner.run("wgpy", [py_if if a == "IF" else a for a in case.args],
-                          netns=py_ns.name)
-        if case.args[0] in ("setconf", "addconf", "syncconf") and len(case.args) == 3:
-            wgpy = strip_location(wgpy, case.args[2])
-        what = " ".join(case.args)
-        assert_same(wg, wgpy, normalize, what=what)
-        assert (wg.returncode == 0) == case.changes, f"{what}\n{wg.text()}"
-        after = device_state(runner, wg_ns, wg_if)
-        assert device_state(runner, py_ns, py_if) == after, what
-        if not case.changes:
-            assert after == before, f"rejected command changed the device: {what}"
-        before = after
+    check_write_cases(runner, files, sides)
 
 
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
