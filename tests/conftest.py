@@ -37,6 +37,15 @@ settings.load_profile("wgpy")
 EXAMPLES_VARIABLE = "WGPY_HYPOTHESIS_EXAMPLES"
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `e2e` needs root wherever it lives (a few in tests/unit use a real TUN, a
+    network namespace or chown): without root it fails saying so, never skips; `-m 'not e2e
+    and not kernel'` is the run without root."""
+    if item.get_closest_marker("e2e") is not None and os.geteuid() != 0:
+        pytest.fail("needs root (marked e2e); deselect with -m 'not e2e and not kernel'",
+                    pytrace=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     value = os.environ.get(EXAMPLES_VARIABLE)
     if not value:

@@ -25,7 +25,7 @@ from wgpy.io.tun_linux import LinkGone, TunDevice, TunDropped
 
 CLONE_NEWNET = 0x40000000
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+pytestmark = pytest.mark.e2e  # root: network namespaces (tests/conftest.py)
 
 
 def in_new_netns(body: Callable[[], None]) -> None:

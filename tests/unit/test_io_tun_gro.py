@@ -201,7 +201,7 @@ def test_shorter_segment_psh_options_and_size_limit() -> None:
 CLONE_NEWNET = 0x40000000
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+@pytest.mark.e2e  # root: a network namespace (tests/conftest.py)
 def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
     from test_io_kernel import in_new_netns
 

@@ -26,6 +26,13 @@ from wgpy.ops.addpeer import (
 net = ipaddress.ip_network
 
 
+@pytest.fixture(autouse=True)
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands here run against fakes; they must not depend on who runs the suite (the
+    non-root refusal has its own test below, and an e2e test as uid 65534)."""
+    monkeypatch.setattr(commands, "running_as_root", lambda: True)
+
+
 class FakeControl:
     """A DeviceControl stand-in: one running interface (or none), records set requests."""
 
@@ -436,6 +443,7 @@ def test_out_files_never_follow_a_symlink(tmp_path: Path, monkeypatch: pytest.Mo
     assert "PrivateKey" in out.read_text()
 
 
+@pytest.mark.e2e  # root: chown to another user (tests/conftest.py)
 def test_out_file_owned_by_someone_else_is_replaced(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import os
@@ -476,3 +484,19 @@ def test_out_files_are_removed_when_the_live_change_fails(
     assert "could not change the running interface" in capsys.readouterr().err
     assert path.read_bytes() == before
     assert not out.exists() and not png.exists()
+
+
+def test_add_peer_without_root_says_so_and_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, server_text())
+    before = path.read_bytes()
+    control = FakeControl(DeviceState(private_key=SERVER_PRIVATE))
+    monkeypatch.setattr(commands, "control_factory", lambda: control)
+    monkeypatch.setattr(commands, "running_as_root", lambda: False)
+    out = tmp_path / "client.conf"
+    status = commands.main(["add-peer", "wg0", "--name", "phone", "--config", str(path),
+                            "--endpoint", "vpn.example.com:51820", "--out", str(out)])
+    assert status == 1
+    assert "needs root" in capsys.readouterr().err
+    assert path.read_bytes() == before and not out.exists() and control.requests == []

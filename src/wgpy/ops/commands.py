@@ -68,8 +68,14 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str],
     return 1
 
 
+def running_as_root() -> bool:
+    """The one root check of the operator commands (tests that drive them with fakes patch
+    it)."""
+    return os.geteuid() == 0
+
+
 def _require_root(prog: str) -> None:
-    if os.geteuid() != 0:
+    if not running_as_root():
         raise OpsError(f"needs root ({prog} edits /etc/wireguard and the running interface)")
 
 
@@ -208,7 +214,7 @@ def os_problem(err: OSError, subject: str) -> OpsError:
     takes root (CAP_NET_ADMIN, 0600 files, a 0700 socket directory): a non-root run says so
     instead of passing on whatever errno the first refused step happened to give."""
     reason = err.strerror or str(err)
-    if isinstance(err, PermissionError) or os.geteuid() != 0:
+    if isinstance(err, PermissionError) or not running_as_root():
         return OpsError(f"{subject}: {reason}: this needs root (run as root)")
     return OpsError(f"{subject}: {reason}")
 
@@ -244,7 +250,7 @@ def _doctor_one(ifname: str | None, config_path: Path | None, control: DeviceCon
         try:
             live = control.get(ifname)
         except OSError as err:
-            if isinstance(err, PermissionError) or (named and os.geteuid() != 0):
+            if isinstance(err, PermissionError) or (named and not running_as_root()):
                 raise os_problem(err, f"cannot read interface {ifname}") from None
             findings.append(doctor.Finding(
                 "interface", doctor.Status.FAIL if named else doctor.Status.WARN,
@@ -414,7 +420,7 @@ def cmd_peers(argv: Sequence[str]) -> int:
         try:
             live = control_factory().get(args.interface)
         except OSError as err:
-            if isinstance(err, PermissionError) or os.geteuid() != 0 or server is None:
+            if isinstance(err, PermissionError) or not running_as_root() or server is None:
                 raise os_problem(err, f"cannot read interface {args.interface}") from None
             live = None
         table = peers.rows(server, live)
@@ -453,7 +459,7 @@ def _toggle(argv: Sequence[str], enable: bool) -> int:
         except PermissionError as err:
             raise os_problem(err, err.filename or str(config_path)) from None
         except OpsError as err:  # the config could not be read: say why
-            if os.geteuid() != 0 and "Permission denied" in str(err):
+            if not running_as_root() and "Permission denied" in str(err):
                 raise OpsError(f"{err}: this needs root (run as root)") from None
             raise
         label = repr(result.name) if result.name else key_to_base64(result.public_key)
