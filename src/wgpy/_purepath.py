@@ -16,12 +16,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from wgpy.constants import REJECT_AFTER_MESSAGES
+from wgpy.core.crypto import nonce as _nonce
+from wgpy.core.messages import TRANSPORT_HEADER
 
 Buffer = bytes | bytearray | memoryview
 
-_header = struct.Struct("<IIQ").pack  # type 4 (+3 reserved zero bytes), receiver, counter
+_header = TRANSPORT_HEADER.pack  # type 4 (+3 reserved zero bytes), receiver, counter
 _counter = struct.Struct("<Q").unpack_from
-_nonce = struct.Struct("<4xQ").pack  # 32 zero bits, then the 64-bit little-endian counter
 _ZERO_PADDING = bytes(16)
 _U32 = 2**32
 _U64 = 2**64
