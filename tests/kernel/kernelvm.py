@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,10 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
     return GuestRun(accelerator, console, seconds, status, read_results(shared / RESULTS_NAME))
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum} while the VM runs")
+
+
 def _run_vng(vng: list[str], shared: Path) -> str:
     """Run vng; its output is piped (qemu re-opens /proc/self/fd/1: a file would be rewound)."""
     env = {**os.environ, "PATH": f"{VNG_VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
@@ -189,12 +194,22 @@ def _run_vng(vng: list[str], shared: Path) -> str:
         vng, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=env, cwd=shared, start_new_session=True,
     )
+    # pytest terminated while the VM runs (.ci/run's timeout sends SIGTERM; Ctrl-C) must not
+    # leave qemu behind: SIGTERM becomes an exception here, and any exception takes the VM's
+    # whole process group (vng, virtme-run, qemu) with it
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         output, _ = process.communicate(timeout=VM_TIMEOUT)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
+        os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         output += f"\n--- VM stopped after {VM_TIMEOUT:.0f} s ---\n".encode()
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     text = output.decode(errors="replace")
     (shared / "console.log").write_text(text)
     return text
