@@ -13,7 +13,7 @@ Every run loads the "wgpy" profile:
 Running the property tests hard: `--hypothesis-seed=N` picks the run's randomness, and
 `WGPY_HYPOTHESIS_EXAMPLES=N` sets every `@given` test's number of examples (it replaces the
 test's own `max_examples`), e.g.
-`WGPY_HYPOTHESIS_EXAMPLES=5000 python3 -m pytest -q tests/unit/test_batches.py --hypothesis-seed=7`.
+`WGPY_HYPOTHESIS_EXAMPLES=5000 python3 -m pytest -q tests/unit/core/test_batches.py --hypothesis-seed=7`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each function is exactly what today's code does inline (Device._seal, the receive loop's
 decrypt, io/tun_gro.py's checksum verification), written as a function on buffers so the
-same inputs can be fed to both implementations (tests/unit/test_fastpath.py). No protocol
+same inputs can be fed to both implementations (tests/unit/core/test_fastpath.py). No protocol
 state: keypair choice, counters, the replay window and drops stay with the caller.
 wgpy/fastpath.py picks which implementation runs.
 """

@@ -12,14 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from netns import Topology, clean_stale, run_checked
 
 E2E_DIR = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CORE_PEER = str(Path(__file__).with_name("core_peer.py"))
+CORE_PEER = str(Path(__file__).resolve().parents[1] / "support" / "core_peer.py")
 
 
 def _setup(topo):

@@ -6,7 +6,7 @@ fix. The healthy baseline has no failure.
     up (192.0.2.254) --veth-- srv (192.0.2.1/24, default via .254; wg 10.9.0.1/24, UDP 51820)
 
 `stale-handshake` needs a handshake older than 180 s, too slow for this suite: it is covered by
-tests/unit/test_ops_doctor.py::test_stale_handshake only.
+tests/unit/ops/test_ops_doctor.py::test_stale_handshake only.
 """
 
 from __future__ import annotations

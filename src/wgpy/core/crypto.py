@@ -2,7 +2,7 @@
 
 X25519 and ChaCha20-Poly1305 come from `cryptography`; BLAKE2s from hashlib. HChaCha20, which
 no library exposes, is derived here from the library's ChaCha20 block (for the cookie's
-XChaCha20-Poly1305) and pinned by the published test vectors in tests/unit/test_crypto_vectors.py.
+XChaCha20-Poly1305) and pinned by the published test vectors in tests/unit/core/test_crypto_vectors.py.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def hchacha20(key: bytes, nonce16: bytes) -> bytes:
     keystream word i is core[i] + state[i]. Subtracting the known state words (the constants
     and the nonce) leaves HChaCha20's output -- the ChaCha rounds stay the library's (and
     ~100x faster than rounds written in Python). Pinned by the draft's vectors in
-    tests/unit/test_crypto_vectors.py."""
+    tests/unit/core/test_crypto_vectors.py."""
     if len(key) != 32 or len(nonce16) != 16:
         raise ValueError("HChaCha20 takes a 32-byte key and a 16-byte nonce")
     block = Cipher(algorithms.ChaCha20(key, nonce16), mode=None).encryptor().update(_ZERO_BLOCK)

@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,6 @@ from typing import Any
 import pytest
 
 GUEST_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(GUEST_DIR.parents[1] / "e2e"))
-sys.path.insert(0, str(GUEST_DIR))
-
 from netns import Topology
 
 IN_GUEST = os.environ.get("WGPY_KERNEL_GUEST") == "1"

@@ -11,7 +11,7 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
 from handshakes import core_rate, initiate, initiators
 from scale import A_ADDRESS, A_ENDPOINT, B_ADDRESS, filler_networks, ipv4_packet, scaled_pair

@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pairlib import Pair
 
 from wgpy.control.uapi import UapiError, parse_set
 from wgpy.errors import WgError
 from wgpy.keys import generate_preshared_key, generate_private_key, key_from_base64
-
-from pairlib import Pair
 
 PSK = bytes(range(1, 33))
 

@@ -98,10 +98,6 @@ def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
     """Kernel (wg_noise_expire_current_peer_keypairs resets last_sent_handshake) and
     wireguard-go (ExpireCurrentKeypairs) both allow a new initiation right after the private
     key changed; otherwise traffic waits up to REKEY_TIMEOUT for the first one."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from pairlib import Pair
 
     pair = Pair(b_knows_a_endpoint=True)
@@ -185,10 +181,6 @@ def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
 def test_flood_fast_path_never_drops_transport_data() -> None:
     """An established peer that floods initiations from its own address (or whose address
     an attacker spoofs) is refused cookie replies, but its transport data still arrives."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from pairlib import A_ENDPOINT, Pair
 
     pair = Pair(b_knows_a_endpoint=True)
@@ -220,10 +212,6 @@ def test_spoofed_initiations_from_a_peers_address_do_not_lock_it_out() -> None:
     completing a handshake. They carry no valid mac2, so they get cookie replies and never
     take the peer's handshake tokens; the peer's own initiation gets a cookie reply too, and
     its retransmission with mac2 goes through -- within two retransmits."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from pairlib import A_ENDPOINT, Pair, ipv4_packet
 
     from wgpy.constants import REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX

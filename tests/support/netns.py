@@ -8,7 +8,7 @@ half-way (SIGKILL, CI timeout) can be cleaned up later by `clean_stale()` -- whi
 touches what a *dead* owner recorded, never another live test run's namespaces.
 
 Test code may shell out to `ip`; the product uses pyroute2. Used by tests/e2e (via the `topo`
-fixture in conftest.py) and by bench/compare.py; run `python3 tests/e2e/netns.py --clean-stale`
+fixture in conftest.py) and by bench/compare.py; run `python3 tests/support/netns.py --clean-stale`
 to remove what aborted runs left behind.
 """
 

@@ -19,7 +19,7 @@ three we run:
 userspace implementations answer on /var/run/wireguard/IFNAME.sock from anywhere. Interface
 names are unique machine-wide (Topology.ifname) because those socket paths are shared.
 
-Everything here is built on tests/e2e/netns.py: a Topology owns what it makes, removes it even
+Everything here is built on tests/support/netns.py: a Topology owns what it makes, removes it even
 when a test fails, and kills only its own processes.
 """
 
