@@ -7,6 +7,7 @@ traffic and on `wg show`. Everything is removed after the test, also when it fai
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import subprocess
@@ -152,7 +153,8 @@ time.sleep(300)
 def test_clean_stale_removes_what_a_killed_owner_left(e2e_environment: None) -> None:
     prefix = f"wgh-stale-{unique_name('', 8)}"
     owner = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_OWNER, str(Path(__file__).parent), prefix],
+        [sys.executable, "-c", CRASHING_OWNER, str(Path(inspect.getfile(Topology)).parent),
+         prefix],
         stdout=subprocess.PIPE, text=True,
     )
     try:
