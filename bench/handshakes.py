@@ -125,7 +125,7 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
     responder = Device(rng=rng)
     responder_private, responder_public = crypto.generate_keypair(rng(32))
     responder.set_private_key(responder_private, 0.0)
-    responder.under_load_rate = 1 << 30  # measure the handshake work, not the cookie defence
+    responder.under_load.rate = 1 << 30  # measure the handshake work, not the cookie defence
     devices = initiators(responder_public, peers)
     for device in devices:
         responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]

@@ -77,7 +77,7 @@ def scaled_pair(peers: int, seed: int = 1) -> tuple[Device, Device]:
     b.allowed_ips.insert(ipaddress.ip_network(f"{A_ADDRESS}/32"), peer_a)
     a.set_endpoint(peer_b, B_ENDPOINT)
     for device in (a, b):
-        device.under_load_rate = 1 << 30  # the fill below is not a flood
+        device.under_load.rate = 1 << 30  # the fill below is not a flood
         for i in range(peers - 1):
             extra = device.add_peer(rng(32), 0.0)
             v4, v6 = filler_networks(i)

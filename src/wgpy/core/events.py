@@ -8,7 +8,10 @@ after each batch, like `to_network` and `to_tun`.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from wgpy.core.peer import Peer
 
 
 class EventKind(enum.Enum):
@@ -22,7 +25,7 @@ class EventKind(enum.Enum):
 
 class Event(NamedTuple):
     kind: EventKind
-    peer: object  # the Peer; its repr shows a key fingerprint, never key material
+    peer: Peer  # its repr shows a key fingerprint, never key material
     now: float
 
 

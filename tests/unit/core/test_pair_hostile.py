@@ -11,7 +11,7 @@ from wgpy.errors import DropReason
 
 def test_cookie_path_under_load():
     pair = Pair()
-    pair.b.device.under_load_rate = 1  # every handshake message counts as load
+    pair.b.device.under_load.rate = 1  # every handshake message counts as load
     log = []
     pair.drop = lambda direction, d: log.append((pair.now, direction, d[0])) and False
     pair.a_sends(b"under load")
@@ -29,7 +29,7 @@ def test_cookie_path_under_load():
 def test_under_load_rate_limits_per_source_even_with_cookie():
     pair = Pair()
     device = pair.b.device
-    device.under_load_rate = 1
+    device.under_load.rate = 1
     pair.a_sends()
     pair.tick(6)  # handshake done with a cookie
     assert pair.peer_a.keypairs.current is not None or pair.peer_a.keypairs.next is not None

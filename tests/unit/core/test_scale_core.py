@@ -95,7 +95,7 @@ def test_prebuilt_initiations_carry_increasing_timestamps_per_peer() -> None:
     responder = Device(rng=rng)
     private, public = crypto.generate_keypair(rng(32))
     responder.set_private_key(private, 0.0)
-    responder.under_load_rate = 1 << 30
+    responder.under_load.rate = 1 << 30
     devices = initiators(public, 5)
     for device in devices:
         responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]
