@@ -81,7 +81,7 @@ def initiators(responder_public: bytes, count: int, rng_seed: int = 7) -> list[D
 
 def initiate(device: Device, i: int, now: float) -> bytes:
     device.send_packet(tunnel_packet(tunnel_address(i), TUNNEL_RESPONDER), now)
-    out, device.to_network = device.to_network, []
+    out = device.take_datagrams()
     if len(out) != 1 or out[0][0][0] != 1:
         raise RuntimeError(f"expected one initiation, got {len(out)}: {device.drops}")
     return out[0][0]
@@ -140,8 +140,7 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
         for initiation, source in zip(initiations, sources):
             receive(initiation, source, now)
         answered = time.perf_counter()
-        responses = responder.to_network
-        responder.to_network = []
+        responses = responder.take_datagrams()
         if len(responses) != peers or any(r[0][0] != 2 for r in responses):
             raise RuntimeError(f"responder answered {len(responses)}: {responder.drops}")
         start_consume = time.perf_counter()
@@ -149,7 +148,7 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
             device.receive_datagram(response, RESPONDER, now)
         consumed = time.perf_counter()
         for device in devices:
-            device.to_network.clear()  # the staged packet, now encrypted
+            device.take_datagrams()  # the staged packet, now encrypted
         best = [min(best[0], (created - start) / peers), min(best[1], (answered - created) / peers),
                 min(best[2], (consumed - start_consume) / peers)]
     return CoreResult(

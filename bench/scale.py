@@ -87,16 +87,15 @@ def scaled_pair(peers: int, seed: int = 1) -> tuple[Device, Device]:
     # b initiates to every extra peer: one pending-handshake index each in b's index table
     for i in range(peers - 1):
         b.send_packet(ipv4_packet(A_ADDRESS, str(filler_networks(i)[0].network_address), 64), 0.0)
-    b.to_network.clear()
+    b.take_datagrams()
     a.send_packet(ipv4_packet(A_ADDRESS, B_ADDRESS, 64), 0.0)  # initiation, staged packet
     for _ in range(3):  # initiation -> response -> data
         for src, dst, src_endpoint in ((a, b, A_ENDPOINT), (b, a, B_ENDPOINT)):
-            out, src.to_network = src.to_network, []
+            out = src.take_datagrams()
             for datagram, _ in out:
                 dst.receive_datagram(datagram, src_endpoint, 0.0)
-    if not b.to_tun:
+    if not b.take_packets():
         raise RuntimeError(f"handshake failed: {a.drops} {b.drops}")
-    b.to_tun.clear()
     return a, b
 
 
@@ -107,14 +106,13 @@ def measure_once(a: Device, b: Device, packet: bytes, packets: int) -> tuple[flo
     for _ in range(packets):
         send(packet, 1.0)
     sent = time.perf_counter()
-    out, a.to_network = a.to_network, []
+    out = a.take_datagrams()
     start_receive = time.perf_counter()
     for datagram, _ in out:
         receive(datagram, A_ENDPOINT, 1.0)
     end = time.perf_counter()
-    if len(b.to_tun) != packets:
+    if len(b.take_packets()) != packets:
         raise RuntimeError(f"lost packets: {b.drops}")
-    b.to_tun.clear()
     return (sent - start) / packets, (end - start_receive) / packets
 
 

@@ -111,7 +111,7 @@ class Pair:
             for node in (self.a, self.b):  # what is due goes first, as in DeviceLoop.run_once
                 node.device.on_timer(self.now)
             for src in (self.a, self.b):
-                out, src.device.to_network = src.device.to_network, []
+                out = src.device.take_datagrams()
                 for datagram, dst in out:
                     busy = True
                     direction = "a->b" if src is self.a else "b->a"
@@ -124,8 +124,7 @@ class Pair:
                     moved += 1
                     target.device.receive_datagram(datagram, src.endpoint, self.now)
             for node in (self.a, self.b):
-                node.received.extend(node.device.to_tun)
-                node.device.to_tun = []
+                node.received.extend(node.device.take_packets())
             if not busy:
                 break
         return moved

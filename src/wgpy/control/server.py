@@ -41,10 +41,14 @@ import re
 import selectors
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wgpy.io.clock import monotonic
 from wgpy.io.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from wgpy.control.apply import NetControl
+    from wgpy.core.device import Device
 
 log = logging.getLogger("wgpy.control.server")
 
@@ -410,7 +414,7 @@ class UapiServer:
 class DeviceUapi:
     """The UapiHandler for a Device: the codec plus control/apply.py."""
 
-    def __init__(self, device: Any, net: Any, clock: Callable[[], float],
+    def __init__(self, device: Device, net: NetControl | None, clock: Callable[[], float],
                  after_set: Callable[[], None] | None = None) -> None:
         self.device = device
         self.net = net

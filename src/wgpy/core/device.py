@@ -1,10 +1,12 @@
 """The sans-IO WireGuard device: datagrams, IP packets and `now` in; datagrams and packets out.
 
-Inputs:  `receive_datagram(data, src, now)` (from UDP), `send_packet(packet, now)` (from the
-TUN), `on_timer(now)`; configuration methods. Outputs accumulate in `to_network` (datagram,
-endpoint) and `to_tun` (IP packets); the IO layer swaps the lists out after each batch and asks
-`next_deadline()` when to call `on_timer`. Refused input is counted in `drops` by reason and
-never raises. The core owns no clock and no randomness: `now` is a monotonic time in seconds and
+Inputs: `receive_datagrams(batch, now)` (from UDP), `send_packets(batch, now)` (from the TUN;
+`receive_datagram`/`send_packet` for one), `on_timer(now)`; configuration methods. Outputs are
+pulled, as from aioquic's connection: `take_datagrams()` (datagram, endpoint) to send,
+`take_packets()` (IP packets) for the TUN and `take_events()` (what happened to peers, for
+logs) each hand over what accumulated since the last call; the IO layer takes them after each
+batch and asks `next_deadline()` when to call `on_timer`. Refused input is counted in `drops`
+by reason and never raises. The core owns no clock and no randomness: `now` is a monotonic time in seconds and
 `rng(n)` returns n random bytes; `wall_offset` (wall clock minus `now`) is kept up to date by the
 IO layer for TAI64N timestamps.
 
@@ -84,10 +86,29 @@ class Device:
         # our receiver indexes: a Keypair (transport) or a Peer (pending handshake)
         self.indices = IndexTable(rng)
         self.timers = Timers(self.peers, rng)
-        self.to_network: list[tuple[bytes, Endpoint]] = []
-        self.to_tun: list[bytes] = []
         self.drops: Counter[DropReason] = Counter()
-        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
+        self._datagrams: list[tuple[bytes, Endpoint]] = []
+        self._packets: list[bytes] = []
+        # bounded: the oldest fall off if nobody takes them (the network cannot grow it)
+        self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_datagrams(self) -> list[tuple[bytes, Endpoint]]:
+        """The datagrams to send, (datagram, endpoint), in order, since the last call."""
+        datagrams, self._datagrams = self._datagrams, []
+        return datagrams
+
+    def take_packets(self) -> list[bytes]:
+        """The IP packets for the TUN, in order, since the last call."""
+        packets, self._packets = self._packets, []
+        return packets
+
+    def take_events(self) -> list[Event]:
+        """What happened to peers since the last call (the newest MAX_EVENTS at most)."""
+        events = list(self._events)
+        self._events.clear()
+        return events
 
     # ------------------------------------------------------------------ configuration
 
@@ -183,7 +204,7 @@ class Device:
                     peer.staged.clear()
                 if timers.deadlines[Timer.ZERO_KEY_MATERIAL] is None:
                     self.timers.arm(peer, Timer.ZERO_KEY_MATERIAL, now + ZERO_KEYS_AFTER)
-                self.events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
+                self._events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
             else:
                 timers.handshake_attempts += 1
                 peer.forget_source()  # in case the cached source is why (as the kernel)
@@ -199,7 +220,7 @@ class Device:
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
-            self.events.append(Event(EventKind.KEYS_ZEROED, peer, now))
+            self._events.append(Event(EventKind.KEYS_ZEROED, peer, now))
         elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
             self._send_keepalive(peer, now)
         elif timer is Timer.QUEUED_INITIATION:
@@ -230,7 +251,7 @@ class Device:
         self.indices.hand_over(index, keypair)
         self._drop_keypairs(peer.keypairs.install(keypair))
         self.timers.session_derived(peer, now)
-        self.events.append(Event(EventKind.SESSION_STARTED, peer, now))
+        self._events.append(Event(EventKind.SESSION_STARTED, peer, now))
         return keypair
 
     # ------------------------------------------------------------------ sending
@@ -241,7 +262,7 @@ class Device:
             self.drops[DropReason.NO_ENDPOINT] += 1
             return
         peer.tx_bytes += len(datagram)
-        self.to_network.append((datagram, endpoint))
+        self._datagrams.append((datagram, endpoint))
 
     def _send_initiation(self, peer: Peer, now: float, retry: bool) -> None:
         if not retry:
@@ -270,7 +291,7 @@ class Device:
         timers.any_authenticated_packet_sent(peer)
         self._send_to_peer(peer, bytes(packet))
         timers.handshake_initiated(peer, now)
-        self.events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
+        self._events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
 
     def _queue_initiation(self, peer: Peer, now: float) -> None:
         """Keep-key-fresh wants a new handshake (kernel:
@@ -330,7 +351,7 @@ class Device:
         datagrams = _seal_run(keypair.send_aead, keypair.remote_index, first, packets, self.mtu)
         sealed = len(datagrams)
         counter = first + sealed
-        self.to_network.extend(zip(datagrams, repeat(endpoint, sealed)))
+        self._datagrams.extend(zip(datagrams, repeat(endpoint, sealed)))
         sent_bytes = sum(map(len, datagrams))
         # data (not only keepalives) among what was sealed
         data = any(packets if sealed == len(packets) else packets[:sealed])
@@ -497,9 +518,9 @@ class Device:
         packet's checks. What depends only on `now` is done once by `_received_run`."""
         lookup_v4 = self.allowed_ips.lookup_v4
         lookup_v6 = self.allowed_ips.lookup_v6
-        to_tun = self.to_tun.append
+        to_tun = self._packets.append
         drops = self.drops
-        events = self.events
+        events = self._events
         peer = keypair.peer
         replay = keypair.replay
         check = replay.check
@@ -652,7 +673,7 @@ class Device:
             return
         sender_index = int.from_bytes(data[4:8], "little")
         reply = self.cookie_checker.create_reply(data, sender_index, src, now, self.rng)
-        self.to_network.append((reply, src))
+        self._datagrams.append((reply, src))
         self.drops[DropReason.COOKIE_SENT if mac2_missing(data) else DropReason.BAD_MAC2] += 1
 
     def _receive_initiation(self, data: bytes, src: Endpoint, now: float) -> None:
@@ -696,7 +717,7 @@ class Device:
         timers.any_authenticated_packet_sent(peer)
         peer.last_sent_handshake = now
         self._send_to_peer(peer, bytes(packet))
-        self.events.append(Event(EventKind.HANDSHAKE_RESPONSE_SENT, peer, now))
+        self._events.append(Event(EventKind.HANDSHAKE_RESPONSE_SENT, peer, now))
 
     def _receive_response(self, data: bytes, src: Endpoint, now: float) -> None:
         assert self.identity is not None

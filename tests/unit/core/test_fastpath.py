@@ -199,7 +199,7 @@ def _device_seal(packets: list[bytes], counter: int, mtu: int, send_key: bytes) 
     keypair = Keypair(send_key, bytes(32), True, 17, 0xA1B2C3D4, 1000.0, peer)
     keypair.sending_counter = counter
     device._seal(peer, keypair, packets, 1000.0)
-    return [datagram for datagram, _endpoint in device.to_network]
+    return [datagram for datagram, _endpoint in device.take_datagrams()]
 
 
 @settings(max_examples=60, deadline=None)
@@ -530,8 +530,7 @@ def test_a_received_run_gives_the_one_by_one_drop_reasons() -> None:
         pair.deliver()
         pair.a.device.send_packets([ipv4_packet("10.9.0.1", "10.9.0.2", bytes([i]) * 40)
                                     for i in range(3)], pair.now)
-        first, second, third = [data for data, _ in pair.a.device.to_network]
-        pair.a.device.to_network = []
+        first, second, third = [data for data, _ in pair.a.device.take_datagrams()]
         forged = first[:-1] + bytes([first[-1] ^ 1])
         run = [(d, pair.a.endpoint) for d in (first, forged, second, first, third)]
         device = pair.b.device
@@ -544,5 +543,5 @@ def test_a_received_run_gives_the_one_by_one_drop_reasons() -> None:
         drops = {reason: count - before.get(reason, 0) for reason, count in device.drops.items()
                  if count != before.get(reason, 0)}
         assert drops == {DropReason.REPLAYED_COUNTER: 2}
-        counts.append(len(device.to_tun))
+        counts.append(len(device.take_packets()))
     assert counts == [3, 3]

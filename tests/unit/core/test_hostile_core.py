@@ -46,7 +46,7 @@ def test_cookie_replies_to_one_source_are_limited_under_load() -> None:
     for i in range(sent):  # 4000 in one second: 8x the under-load threshold
         device.receive_datagram(initiation_with_valid_mac1(server_public), attacker,
                                 NOW + i / sent)
-    cookie_replies = [d for d, dst in device.to_network if d[0] == 3 and dst == attacker]
+    cookie_replies = [d for d, dst in device.take_datagrams() if d[0] == 3 and dst == attacker]
     handshake_work = device.drops[DropReason.DECRYPT_HANDSHAKE]
     assert handshake_work < device.under_load.rate  # no DH work once under load
     # at most the source's cookie-reply budget: a second's worth plus the burst (another
@@ -58,10 +58,9 @@ def test_cookie_replies_to_one_source_are_limited_under_load() -> None:
     assert device.drops[DropReason.COOKIE_REPLY_LIMITED] > 0
     assert device.drops[DropReason.RATE_LIMITED] == 0  # no mac2: the handshake bucket is untouched
     # another source is not starved by the first one's flood
-    device.to_network.clear()
     device.receive_datagram(initiation_with_valid_mac1(server_public), ("198.51.100.7", 5),
                             NOW + 1.0)
-    assert [d[0] for d, _ in device.to_network] == [3]
+    assert [d[0] for d, _ in device.take_datagrams()] == [3]
 
 
 def test_cookie_replies_from_many_sources_are_bounded_together() -> None:
@@ -71,7 +70,7 @@ def test_cookie_replies_from_many_sources_are_bounded_together() -> None:
         source = (f"10.{(i >> 8) & 255}.{i & 255}.2", 1024 + (i & 4095))
         device.receive_datagram(initiation_with_valid_mac1(server_public), source,
                                 NOW + i / sent)
-    replies = sum(1 for d, _ in device.to_network if d[0] == 3)
+    replies = sum(1 for d, _ in device.take_datagrams() if d[0] == 3)
     per_second = device.under_load.cookie_replies_per_second
     assert per_second // 2 <= replies <= per_second + per_second // 10, replies
     assert device.drops[DropReason.COOKIE_SENT] == replies
@@ -173,8 +172,7 @@ def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
         outputs = []
         for device in (fast, reference):
             device.receive_datagram(message, source, now)
-            outputs.append((device.to_network[:], dict(device.drops)))
-            device.to_network.clear()
+            outputs.append((device.take_datagrams(), dict(device.drops)))
         assert outputs[0] == outputs[1], (now, source)
         answered += bool(outputs[0][0])
     assert fast.drops[DropReason.COOKIE_REPLY_LIMITED] > 2000  # the flood was refused ...
@@ -261,9 +259,8 @@ def test_an_invalid_mac2_under_load_is_answered_and_counted_as_bad_mac2() -> Non
     message[-16:] = os.urandom(16)  # a cookie that is not ours for this source
     source = ("192.0.2.70", 7)
     device.receive_datagram(bytes(message), source, NOW)
-    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert [(d[0], dst) for d, dst in device.take_datagrams()] == [(3, source)]
     assert device.drops == {DropReason.BAD_MAC2: 1}
-    device.to_network.clear()
     device.receive_datagram(initiation_with_valid_mac1(server_public), source, NOW)
-    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert [(d[0], dst) for d, dst in device.take_datagrams()] == [(3, source)]
     assert device.drops == {DropReason.BAD_MAC2: 1, DropReason.COOKIE_SENT: 1}
