@@ -3,7 +3,7 @@
 encrypt, frame) and Device.receive_datagrams (index lookup, replay window, decrypt, source
 check) for 1420-byte inner packets, between two devices after a real handshake.
 
-    python3 bench/core_transport.py [--packets N] [--rounds R]
+    [WGPY_PURE=1] python3 bench/core_transport.py [--packets N] [--rounds R]
 
 Prints packets/s and µs/packet for each direction (best of R rounds) and, for scale, the bare
 ChaCha20-Poly1305 cost of the same payload with one cached AEAD object. The difference is the
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import random
 import struct
 import time
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from wgpy import fastpath
 from wgpy.core import crypto
 from wgpy.core.device import Device
 
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    fastpath.select_from(os.environ)  # as wgpy-daemon does
+    print(f"per-packet fast path: {fastpath.DESCRIPTION}")
     a, b = pair()
     packet = ipv4("10.9.0.1", "10.9.0.2", 1420)
     n = args.packets

@@ -61,8 +61,6 @@ from wgpy.errors import DropReason, WgError
 
 _QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
 _unpack_header = TRANSPORT_HEADER.unpack_from
-_seal_run = fastpath.seal_run
-_open_run = fastpath.open_run
 
 Rng = Callable[[int], bytes]
 
@@ -348,7 +346,8 @@ class Device:
             return len(packets)
         first = keypair.sending_counter
         # pads (to 16, capped by the MTU), frames and encrypts; stops at REJECT_AFTER_MESSAGES
-        datagrams = _seal_run(keypair.send_aead, keypair.remote_index, first, packets, self.mtu)
+        datagrams = fastpath.seal_run(keypair.send_aead, keypair.remote_index, first, packets,
+                                      self.mtu)
         sealed = len(datagrams)
         counter = first + sealed
         self._datagrams.extend(zip(datagrams, repeat(endpoint, sealed)))
@@ -531,7 +530,7 @@ class Device:
         run_bytes = run_data_packets = 0
         last_source = None  # inner source address last looked up, and its owner
         owner = None
-        plaintexts = _open_run(keypair.receive_aead, run_data)
+        plaintexts = fastpath.open_run(keypair.receive_aead, run_data)
         for plaintext, counter, src, data in zip(plaintexts, run_counters, run_sources,
                                                  run_data):
             if counter <= newest and not check(counter):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from wgpy.constants import REJECT_AFTER_MESSAGES
 from wgpy.core.replay import ReplayWindow
-from wgpy.fastpath import AeadContext
+from wgpy import fastpath
 
 if TYPE_CHECKING:
     from wgpy.core.peer import Peer
@@ -38,8 +38,8 @@ class Keypair:
         local_index: int, remote_index: int, created: float, peer: Peer,
     ) -> None:
         # one AEAD context per direction for the fast path's seal_run/open_run
-        self.send_aead = AeadContext(send_key)
-        self.receive_aead = AeadContext(receive_key)
+        self.send_aead = fastpath.AeadContext(send_key)
+        self.receive_aead = fastpath.AeadContext(receive_key)
         self.sending_counter = 0
         self.replay = ReplayWindow()
         self.created = created

@@ -177,17 +177,22 @@ def test_extension_is_built_from_the_source_beside_it(c) -> None:
     assert len(c.SOURCE_SHA256) == 64
 
 
-def test_switch_follows_wgpy_pure(c) -> None:
-    code = "from wgpy import fastpath; print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__)"
+def test_the_starter_chooses_with_wgpy_pure_and_the_core_reads_no_environment(c) -> None:
+    """wgpy-daemon hands its environment to fastpath.select_from; importing the core with
+    WGPY_PURE=1 set changes nothing by itself (the core never reads the environment)."""
+    code = ("import os; from wgpy import fastpath; import wgpy.core.device; "
+            "print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__); "
+            "fastpath.select_from(os.environ); "
+            "print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__)")
     env = dict(os.environ)
     env.pop("WGPY_PURE", None)
     built = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            check=True).stdout.split()
-    assert built == ["c", "wgpy._fastpath"]
+    assert built == ["c", "wgpy._fastpath"] * 2
     env["WGPY_PURE"] = "1"
     pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.split()
-    assert pure == ["python", "wgpy._purepath"]
+    assert pure == ["c", "wgpy._fastpath", "python", "wgpy._purepath"]
 
 
 # --- the reference is what the core did inline (Device._seal now calls the switch: C or it) --
