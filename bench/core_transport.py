@@ -40,9 +40,9 @@ def pair() -> tuple[Device, Device]:
     rng = random.Random(1).randbytes
     a, b = Device(rng=rng), Device(rng=rng)
     keys = [crypto.generate_keypair(rng(32)) for _ in range(2)]
-    a.set_private_key(keys[0][0], 0.0)
-    b.set_private_key(keys[1][0], 0.0)
-    pb, pa = a.add_peer(keys[1][1], 0.0), b.add_peer(keys[0][1], 0.0)
+    a.set_private_key(keys[0][0])
+    b.set_private_key(keys[1][0])
+    pb, pa = a.add_peer(keys[1][1]), b.add_peer(keys[0][1])
     a.allowed_ips.insert(ipaddress.ip_network("10.9.0.2/32"), pb)
     b.allowed_ips.insert(ipaddress.ip_network("10.9.0.1/32"), pa)
     a.set_endpoint(pb, B)

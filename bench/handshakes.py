@@ -71,8 +71,8 @@ def initiators(responder_public: bytes, count: int, rng_seed: int = 7) -> list[D
     devices = []
     for _ in range(count):
         device = Device(rng=rng)
-        device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
-        peer = device.add_peer(responder_public, 0.0)
+        device.set_private_key(crypto.generate_keypair(rng(32))[0])
+        peer = device.add_peer(responder_public)
         device.allowed_ips.insert(ipaddress.ip_network(f"{TUNNEL_RESPONDER}/32"), peer)
         device.set_endpoint(peer, RESPONDER)
         devices.append(device)
@@ -124,11 +124,11 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
     rng = random.Random(3).randbytes
     responder = Device(rng=rng)
     responder_private, responder_public = crypto.generate_keypair(rng(32))
-    responder.set_private_key(responder_private, 0.0)
+    responder.set_private_key(responder_private)
     responder.under_load.rate = 1 << 30  # measure the handshake work, not the cookie defence
     devices = initiators(responder_public, peers)
     for device in devices:
-        responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]
+        responder.add_peer(device.public_key)  # type: ignore[arg-type]
     sources = [(f"10.{100 + i // 250}.{i % 250}.2", 40000 + i) for i in range(peers)]
     best = [float("inf")] * 3
     for round_number in range(1, rounds + 1):

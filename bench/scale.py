@@ -70,16 +70,16 @@ def scaled_pair(peers: int, seed: int = 1) -> tuple[Device, Device]:
     rng = random.Random(seed).randbytes
     a, b = Device(rng=rng), Device(rng=rng)
     keys = [crypto.generate_keypair(rng(32)) for _ in range(2)]
-    a.set_private_key(keys[0][0], 0.0)
-    b.set_private_key(keys[1][0], 0.0)
-    peer_b, peer_a = a.add_peer(keys[1][1], 0.0), b.add_peer(keys[0][1], 0.0)
+    a.set_private_key(keys[0][0])
+    b.set_private_key(keys[1][0])
+    peer_b, peer_a = a.add_peer(keys[1][1]), b.add_peer(keys[0][1])
     a.allowed_ips.insert(ipaddress.ip_network(f"{B_ADDRESS}/32"), peer_b)
     b.allowed_ips.insert(ipaddress.ip_network(f"{A_ADDRESS}/32"), peer_a)
     a.set_endpoint(peer_b, B_ENDPOINT)
     for device in (a, b):
         device.under_load.rate = 1 << 30  # the fill below is not a flood
         for i in range(peers - 1):
-            extra = device.add_peer(rng(32), 0.0)
+            extra = device.add_peer(rng(32))
             v4, v6 = filler_networks(i)
             device.allowed_ips.insert(v4, extra)
             device.allowed_ips.insert(v6, extra)

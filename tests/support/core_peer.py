@@ -49,8 +49,8 @@ def main() -> int:
     device = Device(rng=secrets.token_bytes)
     device.wall_offset = time.time() - time.monotonic()
     now = time.monotonic()
-    device.set_private_key(key_from_base64(private), now)
-    peer = device.add_peer(key_from_base64(peer_public), now)
+    device.set_private_key(key_from_base64(private))
+    peer = device.add_peer(key_from_base64(peer_public))
     if psk:
         peer.set_preshared_key(key_from_base64(psk))
     device.allowed_ips.insert(ipaddress.ip_network(f"{PEER_ADDRESS}/32"), peer)

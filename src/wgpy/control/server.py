@@ -40,10 +40,10 @@ import os
 import re
 import selectors
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from wgpy.io.clock import monotonic
 from wgpy.io.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class UapiServer:
     """Serves `listener` on `loop`, answering with `handler`."""
 
     def __init__(self, listener: socket.socket, path: str, handler: UapiHandler,
-                 loop: Loop, clock: Callable[[], float] = monotonic) -> None:
+                 loop: Loop, clock: Callable[[], float] = time.monotonic) -> None:
         self.listener = listener
         self.path = path
         self.handler = handler

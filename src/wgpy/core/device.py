@@ -118,7 +118,7 @@ class Device:
     def public_key(self) -> bytes | None:
         return self.identity.public_key if self.identity else None
 
-    def set_private_key(self, key: bytes | None, now: float) -> None:
+    def set_private_key(self, key: bytes | None) -> None:
         if key is not None and len(key) != 32:
             raise WgError("a private key is 32 bytes")
         if key is not None:
@@ -134,13 +134,13 @@ class Device:
         self.cookie_checker.init(self.public_key)
         for peer in list(self.peers.values()):
             if self.identity is not None and peer.public_key == self.identity.public_key:
-                self.remove_peer(peer, now)  # a peer with our own key is removed (wireguard-go)
+                self.remove_peer(peer)  # a peer with our own key is removed (wireguard-go)
                 continue
             peer.handshake.precompute(self.identity)
             self._clear_sessions(peer)
             peer.last_sent_handshake = None  # the next handshake may go at once (kernel, wg-go)
 
-    def add_peer(self, public_key: bytes, now: float) -> Peer:
+    def add_peer(self, public_key: bytes) -> Peer:
         if len(public_key) != 32:
             raise WgError("a public key is 32 bytes")
         peer = self.peers.get(public_key)
@@ -154,7 +154,7 @@ class Device:
     def get_peer(self, public_key: bytes) -> Peer | None:
         return self.peers.get(public_key)
 
-    def remove_peer(self, peer: Peer, now: float) -> None:
+    def remove_peer(self, peer: Peer) -> None:
         if self.peers.get(peer.public_key) is not peer:
             return
         del self.peers[peer.public_key]
@@ -163,9 +163,9 @@ class Device:
         peer.timers.cancel_all()
         peer.staged.clear()
 
-    def remove_all_peers(self, now: float) -> None:
+    def remove_all_peers(self) -> None:
         for peer in list(self.peers.values()):
-            self.remove_peer(peer, now)
+            self.remove_peer(peer)
 
     def set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
         peer.endpoint = endpoint

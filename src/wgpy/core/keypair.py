@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wgpy.constants import REJECT_AFTER_MESSAGES
-from wgpy.core.replay import ReplayWindow
 from wgpy import fastpath
+from wgpy.core.replay import ReplayWindow
 
 if TYPE_CHECKING:
     from wgpy.core.peer import Peer
@@ -48,13 +47,6 @@ class Keypair:
         self.remote_index = remote_index
         self.valid = True
         self.peer = peer
-
-    def expired(self, now: float, reject_after_time: float) -> bool:
-        return (
-            not self.valid
-            or now - self.created >= reject_after_time
-            or self.sending_counter >= REJECT_AFTER_MESSAGES
-        )
 
     def zero(self) -> None:
         """Forget the keys. The AEAD contexts hold the only copies we made; zeroize() forgets

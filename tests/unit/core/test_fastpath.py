@@ -199,7 +199,7 @@ def test_the_starter_chooses_with_wgpy_pure_and_the_core_reads_no_environment(c)
 
 def _device_seal(packets: list[bytes], counter: int, mtu: int, send_key: bytes) -> list[bytes]:
     device = Device(rng=seeded_rng(5), mtu=mtu)
-    peer = device.add_peer(bytes(range(32)), 1000.0)
+    peer = device.add_peer(bytes(range(32)))
     device.set_endpoint(peer, ("192.0.2.9", 51820))
     keypair = Keypair(send_key, bytes(32), True, 17, 0xA1B2C3D4, 1000.0, peer)
     keypair.sending_counter = counter

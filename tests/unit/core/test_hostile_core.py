@@ -35,7 +35,7 @@ def initiation_with_valid_mac1(server_public: bytes) -> bytes:
 def flooded_device() -> tuple[Device, bytes]:
     device = Device(rng=secrets.token_bytes)
     private = generate_private_key()
-    device.set_private_key(private, NOW)
+    device.set_private_key(private)
     return device, public_key(private)
 
 
@@ -105,8 +105,8 @@ def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
     assert pair.b.received
     pair.clock.advance(1.0)
     private = pair.a.private_key
-    pair.a.device.set_private_key(generate_private_key(), pair.now)
-    pair.a.device.set_private_key(private, pair.now)
+    pair.a.device.set_private_key(generate_private_key())
+    pair.a.device.set_private_key(private)
     pair.clock.advance(0.1)
     pair.b.received.clear()
     pair.a_sends(b"after the key change")
@@ -151,7 +151,7 @@ def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
     fast, reference = (_device_with(cls(), random.Random(7).randbytes)
                        for cls in (_SmallLimits, _SmallLimitsNoFastPath))
     for device in (fast, reference):
-        device.set_private_key(private, NOW)
+        device.set_private_key(private)
     token = 1 / fast.under_load.cookie_replies_per_source
     if many_sources:  # 400 addresses: together over the all-sources budget
         sources = [(f"10.1.{i >> 8}.{i & 255}", 1000 + i) for i in range(400)]

@@ -76,8 +76,8 @@ def test_wrong_public_key_gives_no_session():
     # A believes B's key is some other key: its mac1 is keyed wrong for B
     bogus = crypto.generate_keypair(b"\x07" * 32)[1]
     device = pair.a.device
-    device.remove_peer(pair.peer_b, pair.now)
-    other = device.add_peer(bogus, pair.now)
+    device.remove_peer(pair.peer_b)
+    other = device.add_peer(bogus)
     device.allowed_ips.insert(ipaddress.ip_network("10.9.0.2/32"), other)
     device.set_endpoint(other, B_ENDPOINT)
     pair.a_sends()
@@ -88,7 +88,7 @@ def test_wrong_public_key_gives_no_session():
 
 def test_initiator_with_other_private_key_is_unknown():
     pair = Pair()
-    pair.a.device.set_private_key(b"\x05" * 32, pair.now)
+    pair.a.device.set_private_key(b"\x05" * 32)
     pair.a_sends()
     assert pair.b.device.drops[DropReason.UNKNOWN_PEER] == 1
     assert pair.peer_a.keypairs.all() == []
@@ -96,7 +96,7 @@ def test_initiator_with_other_private_key_is_unknown():
 
 def test_unknown_initiator_dropped():
     pair = Pair()
-    pair.b.device.remove_peer(pair.peer_a, pair.now)
+    pair.b.device.remove_peer(pair.peer_a)
     pair.a_sends()
     assert pair.b.device.drops[DropReason.UNKNOWN_PEER] == 1
 
@@ -197,10 +197,10 @@ def test_no_route_and_bad_packets_counted():
 def test_three_peers_overlapping_prefixes():
     rng = seeded_rng(9)
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     peers = []
     for i in range(3):
-        peer = device.add_peer(crypto.generate_keypair(rng(32))[1], 0.0)
+        peer = device.add_peer(crypto.generate_keypair(rng(32))[1])
         device.set_endpoint(peer, ("192.0.2.10", 1000 + i))
         peers.append(peer)
     device.allowed_ips.insert(ipaddress.ip_network("0.0.0.0/0"), peers[0])
@@ -218,8 +218,8 @@ def test_peer_with_own_public_key_removed_on_key_set():
     rng = seeded_rng(3)
     private, public = crypto.generate_keypair(rng(32))
     device = Device(rng=rng)
-    device.add_peer(public, 0.0)
-    device.set_private_key(private, 0.0)
+    device.add_peer(public)
+    device.set_private_key(private)
     assert public not in device.peers
 
 

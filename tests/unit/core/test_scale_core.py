@@ -55,9 +55,9 @@ def test_each_destination_routes_to_its_own_peer_among_a_thousand() -> None:
 def test_idle_peers_arm_no_timer() -> None:
     rng = random.Random(9).randbytes
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     for i in range(PEERS):
-        peer = device.add_peer(rng(32), 0.0)
+        peer = device.add_peer(rng(32))
         device.allowed_ips.insert(filler_networks(i)[0], peer)
         device.set_endpoint(peer, ("192.0.2.200", 1024 + i))
     assert device.next_deadline() is None  # the IO loop sleeps until a packet arrives
@@ -68,10 +68,10 @@ def test_idle_peers_arm_no_timer() -> None:
 def test_keepalive_timers_fire_only_when_due() -> None:
     rng = random.Random(11).randbytes
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     peers = []
     for i in range(200):
-        peer = device.add_peer(rng(32), 0.0)
+        peer = device.add_peer(rng(32))
         device.set_endpoint(peer, ("192.0.2.200", 1024 + i))
         peers.append(peer)
     # turning keepalive on sends one at once (no session yet: an initiation per peer)
@@ -93,11 +93,11 @@ def test_prebuilt_initiations_carry_increasing_timestamps_per_peer() -> None:
     rng = random.Random(4).randbytes
     responder = Device(rng=rng)
     private, public = crypto.generate_keypair(rng(32))
-    responder.set_private_key(private, 0.0)
+    responder.set_private_key(private)
     responder.under_load.rate = 1 << 30
     devices = initiators(public, 5)
     for device in devices:
-        responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]
+        responder.add_peer(device.public_key)  # type: ignore[arg-type]
     # built round-robin ahead of time, as the daemon benchmark does, then delivered in order
     messages = [initiate(d, i, k * 200.0) for k in (1, 2, 3) for i, d in enumerate(devices)]
     for n, message in enumerate(messages):

@@ -92,8 +92,8 @@ def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
     from wgpy.keys import generate_private_key, public_key
 
     device = Device(rng=os.urandom)
-    device.set_private_key(generate_private_key(), 1000.0)
-    kept, gone = (device.add_peer(public_key(generate_private_key()), 1000.0) for _ in "kg")
+    device.set_private_key(generate_private_key())
+    kept, gone = (device.add_peer(public_key(generate_private_key())) for _ in "kg")
     kept.endpoint = ("192.0.2.7", 1, b"source-kept")
     gone.endpoint = ("192.0.2.8", 1, b"source-gone")
     udp = MemoryUdp(MemoryNetwork(), "192.0.2.1")
