@@ -27,12 +27,14 @@ from typing import Any
 
 from wgpy import _purepath
 
-_built: ModuleType | None
+_built: ModuleType | None = None
+_NOT_BUILT = ""
 try:
-    from wgpy import _fastpath as _built  # type: ignore[attr-defined]
+    from wgpy import _fastpath  # type: ignore[attr-defined]  # a C extension: no stub
 except ImportError as error:
-    _built = None
     _NOT_BUILT = f"pure Python (the C extension is not built: {error})"
+else:
+    _built = _fastpath
 
 IMPLEMENTATION: str
 DESCRIPTION: str
