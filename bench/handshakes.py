@@ -71,8 +71,8 @@ def initiators(responder_public: bytes, count: int, rng_seed: int = 7) -> list[D
     devices = []
     for _ in range(count):
         device = Device(rng=rng)
-        device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
-        peer = device.add_peer(responder_public, 0.0)
+        device.set_private_key(crypto.generate_keypair(rng(32))[0])
+        peer = device.add_peer(responder_public)
         device.allowed_ips.insert(ipaddress.ip_network(f"{TUNNEL_RESPONDER}/32"), peer)
         device.set_endpoint(peer, RESPONDER)
         devices.append(device)
@@ -81,7 +81,7 @@ def initiators(responder_public: bytes, count: int, rng_seed: int = 7) -> list[D
 
 def initiate(device: Device, i: int, now: float) -> bytes:
     device.send_packet(tunnel_packet(tunnel_address(i), TUNNEL_RESPONDER), now)
-    out, device.to_network = device.to_network, []
+    out = device.take_datagrams()
     if len(out) != 1 or out[0][0][0] != 1:
         raise RuntimeError(f"expected one initiation, got {len(out)}: {device.drops}")
     return out[0][0]
@@ -124,11 +124,11 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
     rng = random.Random(3).randbytes
     responder = Device(rng=rng)
     responder_private, responder_public = crypto.generate_keypair(rng(32))
-    responder.set_private_key(responder_private, 0.0)
-    responder.under_load_rate = 1 << 30  # measure the handshake work, not the cookie defence
+    responder.set_private_key(responder_private)
+    responder.under_load.rate = 1 << 30  # measure the handshake work, not the cookie defence
     devices = initiators(responder_public, peers)
     for device in devices:
-        responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]
+        responder.add_peer(device.public_key)  # type: ignore[arg-type]
     sources = [(f"10.{100 + i // 250}.{i % 250}.2", 40000 + i) for i in range(peers)]
     best = [float("inf")] * 3
     for round_number in range(1, rounds + 1):
@@ -140,8 +140,7 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
         for initiation, source in zip(initiations, sources):
             receive(initiation, source, now)
         answered = time.perf_counter()
-        responses = responder.to_network
-        responder.to_network = []
+        responses = responder.take_datagrams()
         if len(responses) != peers or any(r[0][0] != 2 for r in responses):
             raise RuntimeError(f"responder answered {len(responses)}: {responder.drops}")
         start_consume = time.perf_counter()
@@ -149,7 +148,7 @@ def core_rate(peers: int, rounds: int) -> CoreResult:
             device.receive_datagram(response, RESPONDER, now)
         consumed = time.perf_counter()
         for device in devices:
-            device.to_network.clear()  # the staged packet, now encrypted
+            device.take_datagrams()  # the staged packet, now encrypted
         best = [min(best[0], (created - start) / peers), min(best[1], (answered - created) / peers),
                 min(best[2], (consumed - start_consume) / peers)]
     return CoreResult(

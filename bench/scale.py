@@ -70,16 +70,16 @@ def scaled_pair(peers: int, seed: int = 1) -> tuple[Device, Device]:
     rng = random.Random(seed).randbytes
     a, b = Device(rng=rng), Device(rng=rng)
     keys = [crypto.generate_keypair(rng(32)) for _ in range(2)]
-    a.set_private_key(keys[0][0], 0.0)
-    b.set_private_key(keys[1][0], 0.0)
-    peer_b, peer_a = a.add_peer(keys[1][1], 0.0), b.add_peer(keys[0][1], 0.0)
+    a.set_private_key(keys[0][0])
+    b.set_private_key(keys[1][0])
+    peer_b, peer_a = a.add_peer(keys[1][1]), b.add_peer(keys[0][1])
     a.allowed_ips.insert(ipaddress.ip_network(f"{B_ADDRESS}/32"), peer_b)
     b.allowed_ips.insert(ipaddress.ip_network(f"{A_ADDRESS}/32"), peer_a)
     a.set_endpoint(peer_b, B_ENDPOINT)
     for device in (a, b):
-        device.under_load_rate = 1 << 30  # the fill below is not a flood
+        device.under_load.rate = 1 << 30  # the fill below is not a flood
         for i in range(peers - 1):
-            extra = device.add_peer(rng(32), 0.0)
+            extra = device.add_peer(rng(32))
             v4, v6 = filler_networks(i)
             device.allowed_ips.insert(v4, extra)
             device.allowed_ips.insert(v6, extra)
@@ -87,16 +87,15 @@ def scaled_pair(peers: int, seed: int = 1) -> tuple[Device, Device]:
     # b initiates to every extra peer: one pending-handshake index each in b's index table
     for i in range(peers - 1):
         b.send_packet(ipv4_packet(A_ADDRESS, str(filler_networks(i)[0].network_address), 64), 0.0)
-    b.to_network.clear()
+    b.take_datagrams()
     a.send_packet(ipv4_packet(A_ADDRESS, B_ADDRESS, 64), 0.0)  # initiation, staged packet
     for _ in range(3):  # initiation -> response -> data
         for src, dst, src_endpoint in ((a, b, A_ENDPOINT), (b, a, B_ENDPOINT)):
-            out, src.to_network = src.to_network, []
+            out = src.take_datagrams()
             for datagram, _ in out:
                 dst.receive_datagram(datagram, src_endpoint, 0.0)
-    if not b.to_tun:
+    if not b.take_packets():
         raise RuntimeError(f"handshake failed: {a.drops} {b.drops}")
-    b.to_tun.clear()
     return a, b
 
 
@@ -107,14 +106,13 @@ def measure_once(a: Device, b: Device, packet: bytes, packets: int) -> tuple[flo
     for _ in range(packets):
         send(packet, 1.0)
     sent = time.perf_counter()
-    out, a.to_network = a.to_network, []
+    out = a.take_datagrams()
     start_receive = time.perf_counter()
     for datagram, _ in out:
         receive(datagram, A_ENDPOINT, 1.0)
     end = time.perf_counter()
-    if len(b.to_tun) != packets:
+    if len(b.take_packets()) != packets:
         raise RuntimeError(f"lost packets: {b.drops}")
-    b.to_tun.clear()
     return (sent - start) / packets, (end - start_receive) / packets
 
 

@@ -1,8 +1,12 @@
-"""Which implementation of the per-packet arithmetic runs: the one place that decides.
+"""Which implementation of the per-packet arithmetic runs: the one place that holds the choice.
 
 The C extension wgpy._fastpath (OpenSSL's EVP ChaCha20-Poly1305, checksums and TSO in C) when
-it was built and `WGPY_PURE` is not set to 1; else wgpy._purepath, the pure-Python reference
-with the same functions and the same bytes out. Callers import the functions from here:
+it was built, else wgpy._purepath, the pure-Python reference with the same functions and the
+same bytes out. `select_from(environ)` lets the process's starter choose: `WGPY_PURE=1` selects
+the pure-Python reference (wgpy-daemon calls it at start with its environment; this module and
+the core never read the environment themselves). Callers look the functions up here when they
+use them (`fastpath.seal_run(...)`, or bound once per batch), so a selection made at start
+reaches every later call; an AeadContext keeps the implementation it was made with.
 
     AeadContext(key)                 one key; .zeroize() forgets it
     seal_run(ctx, receiver_index, counter, packets, mtu) -> list[bytes]
@@ -17,34 +21,57 @@ log line and `wgpy demo`.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
 
 from wgpy import _purepath
 
+_built: ModuleType | None = None
+_NOT_BUILT = ""
+try:
+    from wgpy import _fastpath  # type: ignore[attr-defined]  # a C extension: no stub
+except ImportError as error:
+    _NOT_BUILT = f"pure Python (the C extension is not built: {error})"
+else:
+    _built = _fastpath
+
 IMPLEMENTATION: str
 DESCRIPTION: str
+AeadContext: Any
+seal_run: Any
+open_run: Any
+internet_checksum: Any
+checksums_valid: Any
+tso_segment: Any
 
-if os.environ.get("WGPY_PURE") == "1":
-    _impl = _purepath
-    IMPLEMENTATION = "python"
-    DESCRIPTION = "pure Python (WGPY_PURE=1)"
-else:
-    try:
-        from wgpy import _fastpath as _impl  # type: ignore[no-redef]
-    except ImportError as error:
-        _impl = _purepath
+
+def select(pure: bool, why: str = "") -> None:
+    """Run the pure-Python reference (`pure`) or the C extension where it is built."""
+    global IMPLEMENTATION, DESCRIPTION
+    global AeadContext, seal_run, open_run, internet_checksum, checksums_valid, tso_segment
+    if pure or _built is None:
+        implementation = _purepath
         IMPLEMENTATION = "python"
-        DESCRIPTION = f"pure Python (the C extension is not built: {error})"
+        DESCRIPTION = f"pure Python ({why})" if pure else _NOT_BUILT
     else:
+        implementation = _built
         IMPLEMENTATION = "c"
         DESCRIPTION = "C (wgpy._fastpath, OpenSSL EVP ChaCha20-Poly1305)"
+    AeadContext = implementation.AeadContext
+    seal_run = implementation.seal_run
+    open_run = implementation.open_run
+    internet_checksum = implementation.internet_checksum
+    checksums_valid = implementation.checksums_valid
+    tso_segment = implementation.tso_segment
 
-AeadContext = _impl.AeadContext
-seal_run = _impl.seal_run
-open_run = _impl.open_run
-internet_checksum = _impl.internet_checksum
-checksums_valid = _impl.checksums_valid
-tso_segment = _impl.tso_segment
+
+def select_from(environ: Mapping[str, str]) -> None:
+    """The choice an environment asks for: WGPY_PURE=1 is the pure-Python reference."""
+    select(environ.get("WGPY_PURE") == "1", "WGPY_PURE=1")
+
+
+select(False)
 
 __all__ = [
     "DESCRIPTION",
@@ -54,5 +81,7 @@ __all__ = [
     "internet_checksum",
     "open_run",
     "seal_run",
+    "select",
+    "select_from",
     "tso_segment",
 ]

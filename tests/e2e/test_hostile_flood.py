@@ -34,7 +34,7 @@ FLOOD_RATE = 20_000  # initiations/s from the attacker
 # on an idle machine and passed on a busy one, old code and new alike). How much a daemon
 # keeps up with is a capacity figure for bench/, not a pass/fail property.
 HEAVY_RATE = 100_000
-UNDER_LOAD_RATE = 512  # Device.under_load_rate
+UNDER_LOAD_RATE = 512  # UnderLoad.rate (core/underload.py)
 RSS_GROWTH_LIMIT_KB = 16 * 1024
 
 

@@ -49,8 +49,8 @@ def main() -> int:
     device = Device(rng=secrets.token_bytes)
     device.wall_offset = time.time() - time.monotonic()
     now = time.monotonic()
-    device.set_private_key(key_from_base64(private), now)
-    peer = device.add_peer(key_from_base64(peer_public), now)
+    device.set_private_key(key_from_base64(private))
+    peer = device.add_peer(key_from_base64(peer_public))
     if psk:
         peer.set_preshared_key(key_from_base64(psk))
     device.allowed_ips.insert(ipaddress.ip_network(f"{PEER_ADDRESS}/32"), peer)
@@ -66,9 +66,8 @@ def main() -> int:
             seq += 1
             device.send_packet(icmp_packet(OUR_ADDRESS, PEER_ADDRESS, 8, 7, seq, b"wgpy"), now)
             next_ping = now + 0.5
-        for datagram, endpoint in device.to_network:
+        for datagram, endpoint in device.take_datagrams():
             sock.sendto(datagram, endpoint)
-        device.to_network = []
         wake = device.next_deadline()
         timeout = 0.1 if wake is None else max(0.0, min(0.1, wake - now))
         readable, _, _ = select.select([sock], [], [], timeout)
@@ -77,7 +76,7 @@ def main() -> int:
             data, address = sock.recvfrom(65535)
             device.receive_datagram(data, address[:2], now)
         device.on_timer(now)
-        packets, device.to_tun = device.to_tun, []
+        packets = device.take_packets()
         for packet in packets:
             kind = packet[20]
             if mode == "ping" and kind == 0:

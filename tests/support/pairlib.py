@@ -59,7 +59,7 @@ def make_node(seed: int, endpoint: tuple[str, int], clock: Clock) -> Node:
     private, public = crypto.generate_keypair(rng(32))
     device = Device(rng=rng)
     device.wall_offset = 1_700_000_000.0
-    device.set_private_key(private, clock.now)
+    device.set_private_key(private)
     return Node(device, endpoint, private, public)
 
 
@@ -73,9 +73,8 @@ class Pair:
         self.clock = Clock()
         self.a = make_node(seed, A_ENDPOINT, self.clock)
         self.b = make_node(seed + 100, B_ENDPOINT, self.clock)
-        now = self.clock.now
-        self.peer_b = self.a.device.add_peer(self.b.public_key, now)
-        self.peer_a = self.b.device.add_peer(self.a.public_key, now)
+        self.peer_b = self.a.device.add_peer(self.b.public_key)
+        self.peer_a = self.b.device.add_peer(self.a.public_key)
         self.a.device.allowed_ips.insert(ipaddress.ip_network("10.9.0.2/32"), self.peer_b)
         self.a.device.allowed_ips.insert(ipaddress.ip_network("fd00:9::2/128"), self.peer_b)
         self.b.device.allowed_ips.insert(ipaddress.ip_network("10.9.0.1/32"), self.peer_a)
@@ -111,7 +110,7 @@ class Pair:
             for node in (self.a, self.b):  # what is due goes first, as in DeviceLoop.run_once
                 node.device.on_timer(self.now)
             for src in (self.a, self.b):
-                out, src.device.to_network = src.device.to_network, []
+                out = src.device.take_datagrams()
                 for datagram, dst in out:
                     busy = True
                     direction = "a->b" if src is self.a else "b->a"
@@ -124,8 +123,7 @@ class Pair:
                     moved += 1
                     target.device.receive_datagram(datagram, src.endpoint, self.now)
             for node in (self.a, self.b):
-                node.received.extend(node.device.to_tun)
-                node.device.to_tun = []
+                node.received.extend(node.device.take_packets())
             if not busy:
                 break
         return moved

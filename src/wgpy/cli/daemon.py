@@ -279,6 +279,7 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
     from wgpy.io.udp import UdpBind
 
     log.debug("Starting wgpy-daemon")
+    fastpath.select_from(os.environ)  # before any key is made: WGPY_PURE=1 is pure Python
     log.info("Per-packet fast path: %s", fastpath.DESCRIPTION)
     device = Device(rng=BufferedRandom())
     # UDP GSO/GRO are used when the kernel has them; WGPY_UDP_OFFLOAD=0 turns them off

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         lab_.build()
         lab_.start_daemons()
         _say(f"wgpy-daemon {lab_.interfaces[0]} and {lab_.interfaces[1]} running")
-        _say(f"per-packet fast path: {fastpath.DESCRIPTION}")  # the daemons decide alike
+        fastpath.select_from(os.environ)  # what the daemons choose with the same environment
+        _say(f"per-packet fast path: {fastpath.DESCRIPTION}")
         lab_.configure(args.ipv6_outer)
         for address in (INNER[1], INNER[3]):
             good, summary = _ping(lab_, address)

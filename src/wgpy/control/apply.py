@@ -65,10 +65,10 @@ def apply_set(device: Any, request: SetRequest, net: NetControl | None, now: flo
             request.private_key
         )
         if not _same_key(new_key, device.private_key):
-            device.set_private_key(new_key, now)
+            device.set_private_key(new_key)
 
     if request.replace_peers:
-        device.remove_all_peers(now)
+        device.remove_all_peers()
 
     for peer_set in request.peers:
         _apply_peer(device, peer_set, now)
@@ -109,12 +109,12 @@ def _apply_peer(device: Any, peer_set: PeerSet, now: float) -> None:
     peer = device.get_peer(peer_set.public_key)
     if peer_set.remove:
         if peer is not None:
-            device.remove_peer(peer, now)
+            device.remove_peer(peer)
         return
     if peer is None:
         if peer_set.update_only:
             return
-        peer = device.add_peer(peer_set.public_key, now)
+        peer = device.add_peer(peer_set.public_key)
     if peer_set.preshared_key is not None:
         peer.set_preshared_key(peer_set.preshared_key)
     if peer_set.endpoint is not None:

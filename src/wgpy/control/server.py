@@ -40,11 +40,15 @@ import os
 import re
 import selectors
 import socket
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from wgpy.io.clock import monotonic
 from wgpy.io.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from wgpy.control.apply import NetControl
+    from wgpy.core.device import Device
 
 log = logging.getLogger("wgpy.control.server")
 
@@ -151,7 +155,7 @@ class UapiServer:
     """Serves `listener` on `loop`, answering with `handler`."""
 
     def __init__(self, listener: socket.socket, path: str, handler: UapiHandler,
-                 loop: Loop, clock: Callable[[], float] = monotonic) -> None:
+                 loop: Loop, clock: Callable[[], float] = time.monotonic) -> None:
         self.listener = listener
         self.path = path
         self.handler = handler
@@ -410,7 +414,7 @@ class UapiServer:
 class DeviceUapi:
     """The UapiHandler for a Device: the codec plus control/apply.py."""
 
-    def __init__(self, device: Any, net: Any, clock: Callable[[], float],
+    def __init__(self, device: Device, net: NetControl | None, clock: Callable[[], float],
                  after_set: Callable[[], None] | None = None) -> None:
         self.device = device
         self.net = net

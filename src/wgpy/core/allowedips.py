@@ -23,15 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
+from typing import Generic, TypeVar
 
 Network = IPv4Network | IPv6Network
 NetworkLike = Network | IPv4Interface | IPv6Interface | str
+
+OwnerT = TypeVar("OwnerT")
 
 _V4_BITS = 32
 _V6_BITS = 128
 
 
-class _FamilyTable:
+class _FamilyTable(Generic[OwnerT]):
     """The prefixes of one address family: one dict per prefix length present."""
 
     __slots__ = ("bits", "by_length", "probes")
@@ -39,9 +42,9 @@ class _FamilyTable:
     def __init__(self, bits: int) -> None:
         self.bits = bits
         # prefix length -> {masked network address: owner}
-        self.by_length: dict[int, dict[int, object]] = {}
+        self.by_length: dict[int, dict[int, OwnerT]] = {}
         # (mask, dict.get) per present length, longest prefix first: the lookup loop
-        self.probes: tuple[tuple[int, Callable[[int], object | None]], ...] = ()
+        self.probes: tuple[tuple[int, Callable[[int], OwnerT | None]], ...] = ()
 
     def _mask(self, length: int) -> int:
         all_ones = (1 << self.bits) - 1
@@ -53,11 +56,11 @@ class _FamilyTable:
             for length in sorted(self.by_length, reverse=True)
         )
 
-    def get(self, network_int: int, length: int) -> object | None:
+    def get(self, network_int: int, length: int) -> OwnerT | None:
         table = self.by_length.get(length)
         return None if table is None else table.get(network_int)
 
-    def set(self, network_int: int, length: int, owner: object) -> None:
+    def set(self, network_int: int, length: int, owner: OwnerT) -> None:
         table = self.by_length.get(length)
         if table is None:
             table = self.by_length[length] = {}
@@ -73,7 +76,7 @@ class _FamilyTable:
             del self.by_length[length]
             self._rebuild_probes()
 
-    def lookup(self, address_int: int) -> object | None:
+    def lookup(self, address_int: int) -> OwnerT | None:
         for mask, get in self.probes:
             owner = get(address_int & mask)
             if owner is not None:
@@ -96,25 +99,25 @@ def _normalize(network: NetworkLike) -> Network:
     return network
 
 
-class AllowedIPs:
+class AllowedIPs(Generic[OwnerT]):
     """Longest-prefix-match table from IPv4/IPv6 prefixes to owners (peers)."""
 
     __slots__ = ("_count", "_entries_by_owner", "_v4", "_v6")
 
     def __init__(self) -> None:
-        self._v4 = _FamilyTable(_V4_BITS)
-        self._v6 = _FamilyTable(_V6_BITS)
+        self._v4: _FamilyTable[OwnerT] = _FamilyTable(_V4_BITS)
+        self._v6: _FamilyTable[OwnerT] = _FamilyTable(_V6_BITS)
         # id(owner) -> (owner, {network: None}) in insertion order, as wireguard-go keeps a
         # per-peer list of its trie entries; makes entries_for O(prefixes of that owner).
-        self._entries_by_owner: dict[int, tuple[object, dict[Network, None]]] = {}
+        self._entries_by_owner: dict[int, tuple[OwnerT, dict[Network, None]]] = {}
         self._count = 0
 
     # --- updates ----------------------------------------------------------------------------
 
-    def _family(self, network: Network) -> _FamilyTable:
+    def _family(self, network: Network) -> _FamilyTable[OwnerT]:
         return self._v4 if network.version == 4 else self._v6
 
-    def insert(self, network: NetworkLike, value: object) -> None:
+    def insert(self, network: NetworkLike, value: OwnerT) -> None:
         """Give `network` to `value`, taking it from its previous owner if any.
 
         Re-inserting moves the prefix to the end of the owner's entries, as wireguard-go does.
@@ -147,7 +150,7 @@ class AllowedIPs:
         self._forget_entry(owner, network)
         self._count -= 1
 
-    def remove_by_value(self, value: object) -> None:
+    def remove_by_value(self, value: OwnerT) -> None:
         """Remove every prefix of one owner (a peer being removed)."""
         record = self._entries_by_owner.pop(id(value), None)
         if record is None:
@@ -156,7 +159,7 @@ class AllowedIPs:
             self._family(network).delete(int(network.network_address), network.prefixlen)
             self._count -= 1
 
-    def _forget_entry(self, owner: object, network: Network) -> None:
+    def _forget_entry(self, owner: OwnerT, network: Network) -> None:
         record = self._entries_by_owner[id(owner)]
         del record[1][network]
         if not record[1]:
@@ -170,12 +173,12 @@ class AllowedIPs:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def entries_for(self, value: object) -> list[Network]:
+    def entries_for(self, value: OwnerT) -> list[Network]:
         """The prefixes of one owner, in insertion order."""
         record = self._entries_by_owner.get(id(value))
         return [] if record is None else list(record[1])
 
-    def lookup_v4(self, addr: bytes) -> object | None:
+    def lookup_v4(self, addr: bytes) -> OwnerT | None:
         """Owner of the longest prefix containing a 4-byte address, or None. Per packet."""
         address_int = int.from_bytes(addr, "big")
         for mask, get in self._v4.probes:  # inlined _FamilyTable.lookup: one call less
@@ -184,7 +187,7 @@ class AllowedIPs:
                 return owner
         return None
 
-    def lookup_v6(self, addr: bytes) -> object | None:
+    def lookup_v6(self, addr: bytes) -> OwnerT | None:
         """Owner of the longest prefix containing a 16-byte address, or None. Per packet."""
         address_int = int.from_bytes(addr, "big")
         for mask, get in self._v6.probes:
@@ -193,7 +196,7 @@ class AllowedIPs:
                 return owner
         return None
 
-    def lookup(self, addr: bytes) -> object | None:
+    def lookup(self, addr: bytes) -> OwnerT | None:
         """Dispatch on the address length: 4 bytes IPv4, 16 bytes IPv6."""
         if len(addr) == 4:
             return self._v4.lookup(int.from_bytes(addr, "big"))

@@ -1,17 +1,24 @@
 """The sans-IO WireGuard device: datagrams, IP packets and `now` in; datagrams and packets out.
 
-Inputs:  `receive_datagram(data, src, now)` (from UDP), `send_packet(packet, now)` (from the
-TUN), `on_timer(now)`; configuration methods. Outputs accumulate in `to_network` (datagram,
-endpoint) and `to_tun` (IP packets); the IO layer swaps the lists out after each batch and asks
-`next_deadline()` when to call `on_timer`. Refused input is counted in `drops` by reason and
-never raises. The core owns no clock and no randomness: `now` is a monotonic time in seconds and
+Inputs: `receive_datagrams(batch, now)` (from UDP), `send_packets(batch, now)` (from the TUN;
+`receive_datagram`/`send_packet` for one), `on_timer(now)`; configuration methods. Outputs are
+pulled, as from aioquic's connection: `take_datagrams()` (datagram, endpoint) to send,
+`take_packets()` (IP packets) for the TUN and `take_events()` (what happened to peers, for
+logs) each hand over what accumulated since the last call; the IO layer takes them after each
+batch and asks `next_deadline()` when to call `on_timer`. Refused input is counted in `drops`
+by reason and never raises. The core owns no clock and no randomness: `now` is a monotonic time in seconds and
 `rng(n)` returns n random bytes; `wall_offset` (wall clock minus `now`) is kept up to date by the
 IO layer for TAI64N timestamps.
+
+The device is the branch table between the protocol's parts, as the kernel's receive.c and
+send.c are: what it owns apart from that lives in objects of its own -- the receiver indexes
+(index_table.py), the timer heap and the eight timer hooks (timers.py), the under-load gate
+(underload.py), the MACs (cookie.py), the handshake (noise.py), the keypairs (keypair.py) and
+cryptokey routing (allowedips.py).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
@@ -21,6 +28,7 @@ from wgpy.constants import (
     DEFAULT_MTU,
     HANDSHAKE_INITIATION_RATE,
     KEEPALIVE_TIMEOUT,
+    MAX_STAGED_PACKETS,
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
     MESSAGE_INITIATION,
@@ -29,14 +37,14 @@ from wgpy.constants import (
     REKEY_AFTER_MESSAGES,
     REKEY_AFTER_TIME,
     REKEY_TIMEOUT,
-    REKEY_TIMEOUT_JITTER_MAX,
     TRANSPORT_MIN_SIZE,
-    UNDER_LOAD_LINGER,
+    ZERO_KEYS_AFTER,
 )
 from wgpy.core import crypto, noise
 from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.cookie import CookieChecker, CookieMacState, mac2_missing
 from wgpy.core.events import MAX_EVENTS, Event, EventKind
+from wgpy.core.index_table import IndexTable
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import (
     TRANSPORT_HEADER,
@@ -46,43 +54,22 @@ from wgpy.core.messages import (
     parse_response,
 )
 from wgpy.core.peer import Endpoint, Peer
-from wgpy.core.ratelimiter import RateLimiter, TokenBucket
 from wgpy.core.tai64n import tai64n
-from wgpy.core.timers import (
-    Timer,
-    keepalive_deadline,
-    new_handshake_deadline,
-    retransmit_deadline,
-    zero_keys_deadline,
-)
+from wgpy.core.timers import Timer, Timers
+from wgpy.core.underload import UnderLoad
 from wgpy.errors import DropReason, WgError
 
-_INF = float("inf")
-_REFUSED_SOURCES_MAX = 4096  # entries in Device._cookie_refused_until before it is emptied
-# plain ints for the per-packet paths (an IntEnum attribute lookup costs more)
-_T_SEND_KEEPALIVE = int(Timer.SEND_KEEPALIVE)
-_T_NEW_HANDSHAKE = int(Timer.NEW_HANDSHAKE)
-_T_PERSISTENT_KEEPALIVE = int(Timer.PERSISTENT_KEEPALIVE)
-_T_QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
+_QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
 _unpack_header = TRANSPORT_HEADER.unpack_from
-_seal_run = fastpath.seal_run
-_open_run = fastpath.open_run
 
 Rng = Callable[[int], bytes]
 
 
-class Device:
-    # Handshake messages per second above which the device counts as under load and demands
-    # cookies (the kernel measures a queue backlog; a single-threaded core measures the rate).
-    under_load_rate = 512
-    # Cookie replies under load (each an XChaCha20-Poly1305 seal, ~45 us here): per source
-    # address, generous enough that a spoofer using a peer's address at hundreds per second
-    # does not use up that address's replies, and all sources together, so that many spoofed
-    # addresses cannot buy the single thread (~20 % of it at most). The kernel bounds this
-    # work with its handshake queue; its per-source limiter is for handshakes only.
-    cookie_replies_per_source = 1000
-    cookie_replies_per_second = 5000
+def _no_run(counter: int) -> bool:
+    raise AssertionError("no run is open")  # (the replay check before the first run opens)
 
+
+class Device:
     def __init__(self, rng: Rng, mtu: int = DEFAULT_MTU) -> None:
         self.rng = rng
         self.mtu = mtu
@@ -91,31 +78,35 @@ class Device:
         self.fwmark = 0
         self.wall_offset = 0.0
         self.peers: dict[bytes, Peer] = {}
-        self.allowed_ips = AllowedIPs()
+        self.allowed_ips: AllowedIPs[Peer] = AllowedIPs()
         self.cookie_checker = CookieChecker()
-        self.rate_limiter = RateLimiter()  # handshakes with a valid mac2, under load
-        # a second's worth of burst: a spoofer sending in bursts must not empty the bucket
-        # of the address it spoofs for long
-        self.cookie_reply_limiter = RateLimiter(
-            packets_per_second=self.cookie_replies_per_source,
-            burst=self.cookie_replies_per_source,
-        )
-        self.cookie_reply_budget = TokenBucket(
-            self.cookie_replies_per_second, max(1, self.cookie_replies_per_second // 10)
-        )
+        self.under_load = UnderLoad()
         # our receiver indexes: a Keypair (transport) or a Peer (pending handshake)
-        self.indices: dict[int, Keypair | Peer] = {}
-        self.to_network: list[tuple[bytes, Endpoint]] = []
-        self.to_tun: list[bytes] = []
+        self.indices = IndexTable(rng)
+        self.timers = Timers(self.peers, rng)
         self.drops: Counter[DropReason] = Counter()
-        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
-        self._heap: list[tuple[float, int, Peer]] = []
-        self._heap_seq = 0
-        self._load_window_start = 0.0
-        self._load_window_count = 0
-        self._last_under_load = -_INF
-        # source host -> until when the cookie-reply limiter refuses it (_receive_handshake)
-        self._cookie_refused_until: dict[str, float] = {}
+        self._datagrams: list[tuple[bytes, Endpoint]] = []
+        self._packets: list[bytes] = []
+        # bounded: the oldest fall off if nobody takes them (the network cannot grow it)
+        self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_datagrams(self) -> list[tuple[bytes, Endpoint]]:
+        """The datagrams to send, (datagram, endpoint), in order, since the last call."""
+        datagrams, self._datagrams = self._datagrams, []
+        return datagrams
+
+    def take_packets(self) -> list[bytes]:
+        """The IP packets for the TUN, in order, since the last call."""
+        packets, self._packets = self._packets, []
+        return packets
+
+    def take_events(self) -> list[Event]:
+        """What happened to peers since the last call (the newest MAX_EVENTS at most)."""
+        events = list(self._events)
+        self._events.clear()
+        return events
 
     # ------------------------------------------------------------------ configuration
 
@@ -127,7 +118,7 @@ class Device:
     def public_key(self) -> bytes | None:
         return self.identity.public_key if self.identity else None
 
-    def set_private_key(self, key: bytes | None, now: float) -> None:
+    def set_private_key(self, key: bytes | None) -> None:
         if key is not None and len(key) != 32:
             raise WgError("a private key is 32 bytes")
         if key is not None:
@@ -143,13 +134,13 @@ class Device:
         self.cookie_checker.init(self.public_key)
         for peer in list(self.peers.values()):
             if self.identity is not None and peer.public_key == self.identity.public_key:
-                self.remove_peer(peer, now)  # a peer with our own key is removed (wireguard-go)
+                self.remove_peer(peer)  # a peer with our own key is removed (wireguard-go)
                 continue
             peer.handshake.precompute(self.identity)
             self._clear_sessions(peer)
             peer.last_sent_handshake = None  # the next handshake may go at once (kernel, wg-go)
 
-    def add_peer(self, public_key: bytes, now: float) -> Peer:
+    def add_peer(self, public_key: bytes) -> Peer:
         if len(public_key) != 32:
             raise WgError("a public key is 32 bytes")
         peer = self.peers.get(public_key)
@@ -163,7 +154,7 @@ class Device:
     def get_peer(self, public_key: bytes) -> Peer | None:
         return self.peers.get(public_key)
 
-    def remove_peer(self, peer: Peer, now: float) -> None:
+    def remove_peer(self, peer: Peer) -> None:
         if self.peers.get(peer.public_key) is not peer:
             return
         del self.peers[peer.public_key]
@@ -172,9 +163,9 @@ class Device:
         peer.timers.cancel_all()
         peer.staged.clear()
 
-    def remove_all_peers(self, now: float) -> None:
+    def remove_all_peers(self) -> None:
         for peer in list(self.peers.values()):
-            self.remove_peer(peer, now)
+            self.remove_peer(peer)
 
     def set_endpoint(self, peer: Peer, endpoint: Endpoint) -> None:
         peer.endpoint = endpoint
@@ -192,46 +183,12 @@ class Device:
 
     # ------------------------------------------------------------------ timers
 
-    def _arm(self, peer: Peer, timer: Timer, deadline: float) -> None:
-        peer.timers.deadlines[timer] = deadline
-        if deadline < peer.timers.scheduled_at:
-            peer.timers.scheduled_at = deadline
-            self._heap_seq += 1
-            heapq.heappush(self._heap, (deadline, self._heap_seq, peer))
-
-    def _jitter(self) -> float:
-        return int.from_bytes(self.rng(2), "little") / 65536 * REKEY_TIMEOUT_JITTER_MAX
-
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap:
-            deadline, _, peer = heap[0]
-            if (
-                deadline != peer.timers.scheduled_at
-                or self.peers.get(peer.public_key) is not peer
-            ):
-                heapq.heappop(heap)  # stale entry, or a removed peer
-                continue
-            return deadline
-        return None
+        return self.timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, peer = heapq.heappop(heap)
-            timers = peer.timers
-            # A peer's live entry is the one at `scheduled_at`; others are stale (a deadline
-            # that was cleared or moved) and the peer stays queued by its live one.
-            if deadline != timers.scheduled_at or self.peers.get(peer.public_key) is not peer:
-                continue
-            timers.scheduled_at = _INF
-            for timer in timers.due(now):
-                self._fire(peer, timer, now)
-            earliest = timers.earliest()
-            if earliest is not None and earliest < timers.scheduled_at:
-                timers.scheduled_at = earliest
-                self._heap_seq += 1
-                heapq.heappush(heap, (earliest, self._heap_seq, peer))
+        for peer, timer in self.timers.expired(now):
+            self._fire(peer, timer, now)
 
     def _fire(self, peer: Peer, timer: Timer, now: float) -> None:
         timers = peer.timers
@@ -244,8 +201,8 @@ class Device:
                     self.drops[DropReason.HANDSHAKE_GAVE_UP] += len(peer.staged)
                     peer.staged.clear()
                 if timers.deadlines[Timer.ZERO_KEY_MATERIAL] is None:
-                    self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
-                self.events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
+                    self.timers.arm(peer, Timer.ZERO_KEY_MATERIAL, now + ZERO_KEYS_AFTER)
+                self._events.append(Event(EventKind.HANDSHAKE_GAVE_UP, peer, now))
             else:
                 timers.handshake_attempts += 1
                 peer.forget_source()  # in case the cached source is why (as the kernel)
@@ -254,55 +211,29 @@ class Device:
             self._send_keepalive(peer, now)
             if timers.need_another_keepalive:
                 timers.need_another_keepalive = False
-                self._arm(peer, Timer.SEND_KEEPALIVE, keepalive_deadline(now))
+                self.timers.arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
         elif timer is Timer.NEW_HANDSHAKE:
             # we sent data and heard nothing back for KEEPALIVE + REKEY_TIMEOUT
             peer.forget_source()
             self._send_initiation(peer, now, retry=False)
         elif timer is Timer.ZERO_KEY_MATERIAL:
             self._clear_sessions(peer)
-            self.events.append(Event(EventKind.KEYS_ZEROED, peer, now))
+            self._events.append(Event(EventKind.KEYS_ZEROED, peer, now))
         elif timer is Timer.PERSISTENT_KEEPALIVE and timers.persistent_keepalive:
             self._send_keepalive(peer, now)
         elif timer is Timer.QUEUED_INITIATION:
             # asked for by keep-key-fresh, which already restarted the attempts
             self._send_initiation(peer, now, retry=True)
 
-    def _any_authenticated_packet_sent(self, peer: Peer, now: float) -> None:
-        peer.timers.deadlines[Timer.SEND_KEEPALIVE] = None
-
-    def _any_authenticated_packet_traversal(self, peer: Peer, now: float) -> None:
-        interval = peer.timers.persistent_keepalive
-        if interval:
-            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + interval)
-
-    def _handshake_complete(self, peer: Peer, now: float) -> None:
-        timers = peer.timers
-        timers.deadlines[Timer.RETRANSMIT_HANDSHAKE] = None
-        timers.handshake_attempts = 0
-        timers.sent_lastminute_handshake = False
-        peer.last_handshake = now
-
     # ------------------------------------------------------------------ sessions
-
-    def _allocate_index(self, owner: Keypair | Peer) -> int:
-        while True:
-            index = int.from_bytes(self.rng(4), "little")
-            if index and index not in self.indices:
-                self.indices[index] = owner
-                return index
-
-    def _release_index(self, index: int, owner: object) -> None:
-        if index and self.indices.get(index) is owner:
-            del self.indices[index]
 
     def _drop_keypairs(self, keypairs: list[Keypair]) -> None:
         for keypair in keypairs:
-            self._release_index(keypair.local_index, keypair)
+            self.indices.release(keypair.local_index, keypair)
             keypair.zero()
 
     def _clear_sessions(self, peer: Peer) -> None:
-        self._release_index(peer.handshake_index, peer)
+        self.indices.release(peer.handshake_index, peer)
         peer.handshake_index = 0
         peer.handshake.clear()
         self._drop_keypairs(peer.keypairs.clear())
@@ -315,11 +246,10 @@ class Device:
         )
         peer.handshake.clear()
         peer.handshake_index = 0
-        # the handshake's index now names the keypair (kernel: index_hashtable_replace)
-        self.indices[index] = keypair
+        self.indices.hand_over(index, keypair)
         self._drop_keypairs(peer.keypairs.install(keypair))
-        self._arm(peer, Timer.ZERO_KEY_MATERIAL, zero_keys_deadline(now))
-        self.events.append(Event(EventKind.SESSION_STARTED, peer, now))
+        self.timers.session_derived(peer, now)
+        self._events.append(Event(EventKind.SESSION_STARTED, peer, now))
         return keypair
 
     # ------------------------------------------------------------------ sending
@@ -330,7 +260,7 @@ class Device:
             self.drops[DropReason.NO_ENDPOINT] += 1
             return
         peer.tx_bytes += len(datagram)
-        self.to_network.append((datagram, endpoint))
+        self._datagrams.append((datagram, endpoint))
 
     def _send_initiation(self, peer: Peer, now: float, retry: bool) -> None:
         if not retry:
@@ -341,24 +271,25 @@ class Device:
         if self.identity is None or peer.handshake.precomputed_static_static is None:
             return
         peer.last_sent_handshake = now
-        self._release_index(peer.handshake_index, peer)
-        index = self._allocate_index(peer)
+        self.indices.release(peer.handshake_index, peer)
+        index = self.indices.allocate(peer)
         peer.handshake_index = index
         stamp = tai64n(now + self.wall_offset)
         message = noise.create_initiation(
             self.identity, peer.handshake, index, self.rng(32), stamp
         )
         if isinstance(message, DropReason):
-            self._release_index(index, peer)
+            self.indices.release(index, peer)
             peer.handshake_index = 0
             return
         packet = message.pack_without_macs()
         peer.cookie_generator.add_macs(packet, now)
-        self._any_authenticated_packet_traversal(peer, now)
-        self._any_authenticated_packet_sent(peer, now)
+        timers = self.timers
+        timers.any_authenticated_packet_traversal(peer, now)
+        timers.any_authenticated_packet_sent(peer)
         self._send_to_peer(peer, bytes(packet))
-        self._arm(peer, Timer.RETRANSMIT_HANDSHAKE, retransmit_deadline(now, self._jitter()))
-        self.events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
+        timers.handshake_initiated(peer, now)
+        self._events.append(Event(EventKind.HANDSHAKE_INITIATION_SENT, peer, now))
 
     def _queue_initiation(self, peer: Peer, now: float) -> None:
         """Keep-key-fresh wants a new handshake (kernel:
@@ -370,8 +301,8 @@ class Device:
         last = peer.last_sent_handshake
         if last is not None and now - last < REKEY_TIMEOUT:
             return  # the kernel checks before queuing, and again when sending
-        if timers.deadlines[_T_QUEUED_INITIATION] is None:
-            self._arm(peer, Timer.QUEUED_INITIATION, now)
+        if timers.deadlines[_QUEUED_INITIATION] is None:
+            self.timers.arm(peer, _QUEUED_INITIATION, now)
 
     def _send_keepalive(self, peer: Peer, now: float) -> None:
         if not peer.staged:
@@ -415,10 +346,11 @@ class Device:
             return len(packets)
         first = keypair.sending_counter
         # pads (to 16, capped by the MTU), frames and encrypts; stops at REJECT_AFTER_MESSAGES
-        datagrams = _seal_run(keypair.send_aead, keypair.remote_index, first, packets, self.mtu)
+        datagrams = fastpath.seal_run(keypair.send_aead, keypair.remote_index, first, packets,
+                                      self.mtu)
         sealed = len(datagrams)
         counter = first + sealed
-        self.to_network.extend(zip(datagrams, repeat(endpoint, sealed)))
+        self._datagrams.extend(zip(datagrams, repeat(endpoint, sealed)))
         sent_bytes = sum(map(len, datagrams))
         # data (not only keepalives) among what was sealed
         data = any(packets if sealed == len(packets) else packets[:sealed])
@@ -426,14 +358,11 @@ class Device:
         if counter == first:
             return 0
         peer.tx_bytes += sent_bytes
-        timers = peer.timers
-        deadlines = timers.deadlines
-        # any authenticated packet sent: no keepalive needed now
-        deadlines[_T_SEND_KEEPALIVE] = None
-        if timers.persistent_keepalive:
-            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
-        if data and deadlines[_T_NEW_HANDSHAKE] is None:
-            self._arm(peer, Timer.NEW_HANDSHAKE, new_handshake_deadline(now, self._jitter()))
+        timers = self.timers
+        timers.any_authenticated_packet_sent(peer)
+        timers.any_authenticated_packet_traversal(peer, now)
+        if data:
+            timers.data_sent(peer, now)
         self._keep_key_fresh_send(peer, keypair, now)
         return counter - first
 
@@ -466,12 +395,12 @@ class Device:
             if version == 4 and length >= 20:
                 destination = packet[16:20]
                 if destination != last_destination:
-                    peer = lookup_v4(destination)  # type: ignore[assignment]
+                    peer = lookup_v4(destination)
                     last_destination = destination
             elif version == 6 and length >= 40:
                 destination = packet[24:40]
                 if destination != last_destination:
-                    peer = lookup_v6(destination)  # type: ignore[assignment]
+                    peer = lookup_v6(destination)
                     last_destination = destination
             else:
                 drops[DropReason.BAD_OUTGOING_PACKET] += 1
@@ -480,13 +409,13 @@ class Device:
                 drops[DropReason.NO_ROUTE] += 1
                 continue
             if peer is not run_peer:
-                if run:
-                    self._transmit(run_peer, run, now)  # type: ignore[arg-type]
+                if run_peer is not None:  # (then run holds its packets)
+                    self._transmit(run_peer, run, now)
                     run = []
                 run_peer = peer
             run.append(packet)
-        if run:
-            self._transmit(run_peer, run, now)  # type: ignore[arg-type]
+        if run_peer is not None:
+            self._transmit(run_peer, run, now)
 
     def _transmit(self, peer: Peer, packets: list[bytes], now: float) -> None:
         """Packets routed to `peer`: sealed now if it has a usable session and nothing
@@ -506,7 +435,7 @@ class Device:
             if sealed == len(packets):
                 return
             packets = packets[sealed:]  # the key ran out of counters: stage the rest
-        overflow = len(staged) + len(packets) - staged.maxlen  # type: ignore[operator]
+        overflow = len(staged) + len(packets) - MAX_STAGED_PACKETS
         if overflow > 0:  # the oldest are dropped, as the kernel
             self.drops[DropReason.STAGED_OVERFLOW] += overflow
         staged.extend(packets)
@@ -530,8 +459,8 @@ class Device:
         drops = self.drops
         oldest_valid = now - REJECT_AFTER_TIME
         run_receiver = -1  # receiver index of the open run (-1: none)
-        keypair: Keypair | None = None
-        check = None
+        keypair: Keypair | None = None  # the open run's (set whenever run_data is not empty)
+        check = _no_run
         newest = 0  # the newest counter the run's replay window had accepted at its start
         # the open run: datagrams that passed the replay window so far, their sources, counters
         run_data: list[bytes] = []
@@ -544,21 +473,22 @@ class Device:
             else:
                 kind = 0
             if kind != 4:
-                if run_data:
-                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+                if run_data and keypair is not None:
+                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)
                     run_data, run_sources, run_counters = [], [], []
                 run_receiver = -1
                 self._receive_other(data, src, now)
                 continue
             if receiver != run_receiver:
-                if run_data:
-                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+                if run_data and keypair is not None:
+                    self._open_transport_run(keypair, run_data, run_sources, run_counters, now)
                     run_data, run_sources, run_counters = [], [], []
                 run_receiver = -1
-                keypair = indices_get(receiver)  # type: ignore[assignment]
-                if keypair is None or keypair.__class__ is not Keypair:
+                owner = indices_get(receiver)
+                if not isinstance(owner, Keypair):  # none, or a pending handshake's
                     drops[DropReason.UNKNOWN_RECEIVER] += 1
                     continue
+                keypair = owner
                 if not keypair.valid or keypair.created <= oldest_valid:
                     drops[DropReason.KEY_EXPIRED] += 1
                     continue
@@ -568,14 +498,14 @@ class Device:
             # a counter above the newest accepted passes the window: only older ones are
             # checked before decrypting. One the window refuses now it refuses for good (it
             # only moves forward), so it is dropped here without being decrypted.
-            if counter <= newest and not check(counter):  # type: ignore[misc]
+            if counter <= newest and not check(counter):
                 drops[DropReason.REPLAYED_COUNTER] += 1
                 continue
             run_data.append(data)
             run_sources.append(src)
             run_counters.append(counter)
-        if run_data:
-            self._open_transport_run(keypair, run_data, run_sources, run_counters, now)  # type: ignore[arg-type]
+        if run_data and keypair is not None:
+            self._open_transport_run(keypair, run_data, run_sources, run_counters, now)
 
     def _open_transport_run(self, keypair: Keypair, run_data: list[bytes],
                             run_sources: list[Endpoint], run_counters: list[int],
@@ -587,10 +517,10 @@ class Device:
         packet's checks. What depends only on `now` is done once by `_received_run`."""
         lookup_v4 = self.allowed_ips.lookup_v4
         lookup_v6 = self.allowed_ips.lookup_v6
-        to_tun = self.to_tun.append
+        to_tun = self._packets.append
         drops = self.drops
-        events = self.events
-        peer: Peer = keypair.peer  # type: ignore[assignment]
+        events = self._events
+        peer = keypair.peer
         replay = keypair.replay
         check = replay.check
         update = replay.update
@@ -600,7 +530,7 @@ class Device:
         run_bytes = run_data_packets = 0
         last_source = None  # inner source address last looked up, and its owner
         owner = None
-        plaintexts = _open_run(keypair.receive_aead, run_data)
+        plaintexts = fastpath.open_run(keypair.receive_aead, run_data)
         for plaintext, counter, src, data in zip(plaintexts, run_counters, run_sources,
                                                  run_data):
             if counter <= newest and not check(counter):
@@ -664,12 +594,12 @@ class Device:
     def _authenticated_run(self, keypair: Keypair, now: float) -> None:
         """The first datagram of a run passed authentication: confirm a new session, and let
         an initiator renew a key about to be rejected (kernel: keep_key_fresh on receive)."""
-        peer: Peer = keypair.peer  # type: ignore[assignment]
+        peer = keypair.peer
         keypairs = peer.keypairs
         timers = peer.timers
         if keypair is keypairs.next:
             self._drop_keypairs(keypairs.confirm(keypair))
-            self._handshake_complete(peer, now)
+            self.timers.handshake_complete(peer, now)
             if peer.staged:
                 self._send_staged(peer, now)
         if (
@@ -685,73 +615,40 @@ class Device:
         """Timers and counters of a run of authenticated datagrams, as the kernel's
         per-packet hooks would leave them (they depend on `now` alone)."""
         peer.rx_bytes += received_bytes
-        timers = peer.timers
-        deadlines = timers.deadlines
-        deadlines[_T_NEW_HANDSHAKE] = None  # any authenticated packet received
-        if timers.persistent_keepalive:
-            self._arm(peer, Timer.PERSISTENT_KEEPALIVE, now + timers.persistent_keepalive)
-        if data_packets:  # data received: a keepalive is due unless data goes back first
-            if deadlines[_T_SEND_KEEPALIVE] is None:
-                self._arm(peer, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
-                data_packets -= 1
-            if data_packets:
-                timers.need_another_keepalive = True
+        timers = self.timers
+        timers.any_authenticated_packet_received(peer)
+        timers.any_authenticated_packet_traversal(peer, now)
+        if data_packets:
+            timers.data_received(peer, now, data_packets)
 
     def _receive_other(self, data: bytes, src: Endpoint, now: float) -> None:
         """Anything but a well-formed transport header: handshake messages or garbage."""
         kind = message_type(data)
         if isinstance(kind, DropReason):
             self.drops[kind] += 1
-            return
-        if kind == MESSAGE_COOKIE_REPLY:
+        elif kind == MESSAGE_COOKIE_REPLY:
             self._receive_cookie_reply(data, now)
-            return
-        # A flood's fast path, before any call: a source the cookie-reply limiter refused is
-        # refused until its bucket holds a token again, for cookie-less (zero mac2) messages
-        # while under load (see _refused_before_mac1, which decides the rest).
-        refused_until = self._cookie_refused_until.get(src[0])
-        if (
-            refused_until is not None
-            and now < refused_until
-            and now - self._last_under_load < UNDER_LOAD_LINGER
-            and self.identity is not None
-            and mac2_missing(data)
-        ):
-            self._under_load(now)  # the flood still counts as load
-            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
-            return
-        self._receive_handshake(kind, data, src, now)
+        else:
+            self._receive_handshake(kind, data, src, now)
 
     # --- handshake messages
 
-    def _under_load(self, now: float) -> bool:
-        """Count one handshake message as load; is the device under load now?"""
-        if now - self._load_window_start >= 1.0:
-            self._load_window_start = now
-            self._load_window_count = 0
-        self._load_window_count += 1
-        if self._load_window_count >= self.under_load_rate:
-            self._last_under_load = now
-        return now - self._last_under_load < UNDER_LOAD_LINGER
-
-    def _was_under_load(self, now: float) -> bool:
-        """Under load, as the last counted message left it (counts nothing)."""
-        return now - self._last_under_load < UNDER_LOAD_LINGER
-
     def _receive_handshake(self, kind: int, data: bytes, src: Endpoint, now: float) -> None:
-        """An initiation or a response: its MACs decide, in the kernel's order (mac1, then
-        under load mac2, then for a valid mac2 only the source's rate limit), see
-        CookieChecker.validate."""
+        """An initiation or a response: under load, a flood's fast path first, then its MACs
+        decide, in the kernel's order (mac1, then under load mac2, then for a valid mac2 only
+        the source's rate limit), see CookieChecker.validate and underload.py."""
         if self.identity is None:
             self.drops[DropReason.NO_PRIVATE_KEY] += 1
             return
-        if self._refused_before_mac1(data, src, now):
+        under_load = self.under_load
+        if under_load.refuses_before_mac1(data, src[0], now):
             self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
             return
         state = self.cookie_checker.validate(
-            data, src, now, self.rng, lambda: self._under_load(now), self.rate_limiter
+            data, src, now, self.rng, lambda: under_load.count(now),
+            under_load.handshake_limiter,
         )
-        if state is CookieMacState.VALID_MAC_BUT_NO_COOKIE and self._was_under_load(now):
+        if state is CookieMacState.VALID_MAC_BUT_NO_COOKIE and under_load.active(now):
             self._send_cookie_reply(data, src, now)  # prove your address first; no DH work
         elif (
             state is CookieMacState.VALID_MAC_WITH_COOKIE
@@ -766,46 +663,16 @@ class Device:
         else:
             self.drops[DropReason.BAD_MAC1] += 1
 
-    def _refused_before_mac1(self, data: bytes, src: Endpoint, now: float) -> bool:
-        """A flood's fast path: a source over its cookie-reply limit is refused until its
-        bucket holds a token again (the limiter said when), and every source while the
-        replies of all are spent, for messages that carry no cookie (zero mac2) while the
-        device is under load: they could only be answered with a cookie reply, so they are
-        dropped before mac1, ~5x cheaper. A message with any mac2 takes the full path and may
-        be let through by a valid one (this never refuses a proven sender). A zero-mac2
-        message with a bad mac1 counts as COOKIE_REPLY_LIMITED instead of BAD_MAC1 --
-        dropped either way."""
-        if not self._was_under_load(now) or not mac2_missing(data):
-            return False
-        refused_until = self._cookie_refused_until.get(src[0])
-        if (
-            refused_until is not None and now < refused_until
-        ) or not self.cookie_reply_budget.has_token(now):
-            self._under_load(now)  # the flood still counts as load
-            return True
-        return False
-
     def _send_cookie_reply(self, data: bytes, src: Endpoint, now: float) -> None:
         """Under load, a handshake message without a valid mac2 is answered with a cookie
         (kernel: wg_packet_send_handshake_cookie, for initiations and responses alike), within
-        the cookie-reply limits: per source, then all sources together."""
-        budget = self.cookie_reply_budget
-        if not budget.has_token(now):
+        the cookie-reply limits."""
+        if not self.under_load.allows_cookie_reply(src[0], now):
             self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
             return
-        wait = self.cookie_reply_limiter.allow_or_wait(src[0], now)
-        if wait:
-            refused = self._cookie_refused_until
-            if len(refused) >= _REFUSED_SOURCES_MAX:
-                refused.clear()  # many flooding addresses: the memo only saves time
-            # a microsecond early rather than late: float rounding never refuses a token
-            refused[src[0]] = now + wait - 1e-6
-            self.drops[DropReason.COOKIE_REPLY_LIMITED] += 1
-            return
-        budget.take(now)
         sender_index = int.from_bytes(data[4:8], "little")
         reply = self.cookie_checker.create_reply(data, sender_index, src, now, self.rng)
-        self.to_network.append((reply, src))
+        self._datagrams.append((reply, src))
         self.drops[DropReason.COOKIE_SENT if mac2_missing(data) else DropReason.BAD_MAC2] += 1
 
     def _receive_initiation(self, data: bytes, src: Endpoint, now: float) -> None:
@@ -830,11 +697,12 @@ class Device:
         noise.apply_initiation(peer.handshake, consumed, now)
         peer.rx_bytes += len(data)
         peer.endpoint = src
-        peer.timers.deadlines[Timer.NEW_HANDSHAKE] = None
-        self._any_authenticated_packet_traversal(peer, now)
+        timers = self.timers
+        timers.any_authenticated_packet_received(peer)
+        timers.any_authenticated_packet_traversal(peer, now)
         # answer
-        self._release_index(peer.handshake_index, peer)
-        index = self._allocate_index(peer)
+        self.indices.release(peer.handshake_index, peer)
+        index = self.indices.allocate(peer)
         peer.handshake_index = index
         response = noise.create_response(peer.handshake, index, self.rng(32))
         if isinstance(response, DropReason):
@@ -844,31 +712,31 @@ class Device:
         packet = response.pack_without_macs()
         peer.cookie_generator.add_macs(packet, now)
         self._begin_session(peer, now)
-        self._any_authenticated_packet_traversal(peer, now)
-        self._any_authenticated_packet_sent(peer, now)
+        timers.any_authenticated_packet_traversal(peer, now)
+        timers.any_authenticated_packet_sent(peer)
         peer.last_sent_handshake = now
         self._send_to_peer(peer, bytes(packet))
-        self.events.append(Event(EventKind.HANDSHAKE_RESPONSE_SENT, peer, now))
+        self._events.append(Event(EventKind.HANDSHAKE_RESPONSE_SENT, peer, now))
 
     def _receive_response(self, data: bytes, src: Endpoint, now: float) -> None:
         assert self.identity is not None
         message = parse_response(data)
         peer = self.indices.get(message.receiver_index)
-        if peer is None or peer.__class__ is not Peer:
+        if not isinstance(peer, Peer):  # none, or a keypair's: no handshake pending there
             self.drops[DropReason.UNEXPECTED_RESPONSE] += 1
             return
-        consumed = noise.consume_response(self.identity, peer.handshake, message)  # type: ignore[union-attr]
+        consumed = noise.consume_response(self.identity, peer.handshake, message)
         if isinstance(consumed, DropReason):
             self.drops[consumed] += 1
             return
-        assert isinstance(peer, Peer)
         noise.apply_response(peer.handshake, consumed)
         self._begin_session(peer, now)
         peer.rx_bytes += len(data)
         peer.endpoint = src
-        peer.timers.deadlines[Timer.NEW_HANDSHAKE] = None
-        self._any_authenticated_packet_traversal(peer, now)
-        self._handshake_complete(peer, now)
+        timers = self.timers
+        timers.any_authenticated_packet_received(peer)
+        timers.any_authenticated_packet_traversal(peer, now)
+        timers.handshake_complete(peer, now)
         # confirm the session to the responder: staged data, or a keepalive
         self._send_keepalive(peer, now)
 
@@ -878,6 +746,6 @@ class Device:
         if owner is None:
             self.drops[DropReason.UNKNOWN_RECEIVER] += 1
             return
-        peer = owner if owner.__class__ is Peer else owner.peer  # type: ignore[union-attr]
-        if not peer.cookie_generator.consume_reply(data, now):  # type: ignore[union-attr]
+        peer = owner if isinstance(owner, Peer) else owner.peer
+        if not peer.cookie_generator.consume_reply(data, now):
             self.drops[DropReason.BAD_COOKIE_REPLY] += 1

@@ -1,14 +1,17 @@
 """What happened to a peer, for logs and monitoring: the core's third output.
 
-The device appends `Event`s to `Device.events`, a bounded deque (the oldest fall off if
-nobody reads them, so an unread queue can never grow from the network). The IO layer drains it
-after each batch, like `to_network` and `to_tun`.
+The device keeps `Event`s in a bounded queue (the oldest fall off if nobody takes them, so an
+untaken queue can never grow from the network); the IO layer takes them with
+`Device.take_events()`, as it takes datagrams and packets.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from wgpy.core.peer import Peer
 
 
 class EventKind(enum.Enum):
@@ -22,7 +25,7 @@ class EventKind(enum.Enum):
 
 class Event(NamedTuple):
     kind: EventKind
-    peer: object  # the Peer; its repr shows a key fingerprint, never key material
+    peer: Peer  # its repr shows a key fingerprint, never key material
     now: float
 
 

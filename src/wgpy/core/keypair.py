@@ -9,9 +9,13 @@ packets after a rotation.
 
 from __future__ import annotations
 
-from wgpy.constants import REJECT_AFTER_MESSAGES
+from typing import TYPE_CHECKING
+
+from wgpy import fastpath
 from wgpy.core.replay import ReplayWindow
-from wgpy.fastpath import AeadContext
+
+if TYPE_CHECKING:
+    from wgpy.core.peer import Peer
 
 
 class Keypair:
@@ -30,11 +34,11 @@ class Keypair:
 
     def __init__(
         self, send_key: bytes, receive_key: bytes, i_am_initiator: bool,
-        local_index: int, remote_index: int, created: float, peer: object,
+        local_index: int, remote_index: int, created: float, peer: Peer,
     ) -> None:
         # one AEAD context per direction for the fast path's seal_run/open_run
-        self.send_aead = AeadContext(send_key)
-        self.receive_aead = AeadContext(receive_key)
+        self.send_aead = fastpath.AeadContext(send_key)
+        self.receive_aead = fastpath.AeadContext(receive_key)
         self.sending_counter = 0
         self.replay = ReplayWindow()
         self.created = created
@@ -44,23 +48,14 @@ class Keypair:
         self.valid = True
         self.peer = peer
 
-    def expired(self, now: float, reject_after_time: float) -> bool:
-        return (
-            not self.valid
-            or now - self.created >= reject_after_time
-            or self.sending_counter >= REJECT_AFTER_MESSAGES
-        )
-
     def zero(self) -> None:
-        """Forget the keys. The AEAD contexts hold the only copies we made; zeroize() frees
-        the C path's OpenSSL contexts (which cleanses them) even if something still refers
-        to them."""
-        self.valid = False
-        if self.send_aead is not None:
+        """Forget the keys. The AEAD contexts hold the only copies we made; zeroize() forgets
+        them (the C path frees its OpenSSL contexts, which cleanses them) even if something
+        still refers to the contexts, and any later use of them raises."""
+        if self.valid:
+            self.valid = False
             self.send_aead.zeroize()
             self.receive_aead.zeroize()
-        self.send_aead = None  # type: ignore[assignment]
-        self.receive_aead = None  # type: ignore[assignment]
 
 
 class Keypairs:

@@ -30,7 +30,6 @@ class Peer:
         "keypairs",
         "last_handshake",
         "last_sent_handshake",
-        "protocol_version",
         "public_key",
         "rx_bytes",
         "staged",
@@ -52,7 +51,6 @@ class Peer:
         self.last_handshake: float | None = None  # `now` of the last completed handshake
         self.last_sent_handshake: float | None = None
         self.handshake_index = 0  # our index of the pending handshake, 0 = none
-        self.protocol_version = 1
 
     def forget_source(self) -> None:
         """Send from the routing's choice of local address until the next authenticated datagram

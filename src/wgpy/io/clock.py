@@ -9,9 +9,6 @@ converted when a `get=1` is answered.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-
-monotonic: Callable[[], float] = time.monotonic
 
 _NS = 1_000_000_000
 

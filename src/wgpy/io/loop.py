@@ -2,12 +2,15 @@
 
 One thread, one epoll, no locks. Each readiness event is handled as a batch:
 
-    TUN readable  -> read up to BATCH packets -> dev.send_packets(batch, now) -> flush
-    UDP readable  -> read up to BATCH datagrams -> dev.receive_datagrams(batch, now) -> flush
-    flush         -> dev.to_network to the UDP sockets, dev.to_tun to the TUN
-    deadline      -> dev.on_timer(now) when dev.next_deadline() has passed -> flush
+    TUN readable  -> read up to BATCH packets -> core.send_packets(batch, now) -> flush
+    UDP readable  -> read up to BATCH datagrams -> core.receive_datagrams(batch, now) -> flush
+    flush         -> core.take_datagrams() to the UDP sockets, core.take_packets() to the TUN
+    deadline      -> core.on_timer(now) when core.next_deadline() has passed -> flush
 
-Batching is where the speed comes from: the core appends its outputs to lists and the loop hands
+The loop sees the core, the TUN and the UDP bind through the protocols below (`Core`, `TunLike`,
+`NetLike`); the in-memory fakes of memory.py implement them whole, so tests run the same loop.
+
+Batching is where the speed comes from: the core collects its outputs in lists and the loop hands
 a whole list to the IO objects at once, which is where the offloads plug in: UDP GSO
 (`UdpBind.send_batch`: one sendmsg per run of equal-sized datagrams), UDP GRO (`receive_batch`:
 one recvmsg for many datagrams) and GRO into the TUN (`TunDevice.write_batch`: one writev per run
@@ -44,11 +47,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from wgpy.control.model import Endpoint
-from wgpy.core.peer import forget_sources
+from wgpy.core.events import Event
+from wgpy.core.peer import Endpoint, Peer, forget_sources
 from wgpy.errors import DropReason
 from wgpy.io.ratelog import RateLimitedLog
 from wgpy.io.rtnl import ADDRESS_AND_ROUTE_GROUPS, RouteEvents, SourceChecker
@@ -67,11 +70,32 @@ HOUSEKEEPING_INTERVAL = 1.0  # seconds between drop-counter logs and other slow 
 SOURCE_ROUTE_CHECKS_MAX = 1024
 
 
+class Core(Protocol):
+    """What the loop needs of the sans-IO core (core/device.py's Device)."""
+
+    mtu: int  # the loop keeps it at the interface's MTU
+    wall_offset: float  # wall clock minus the loop's monotonic clock (TAI64N stamps)
+    drops: collections.Counter[DropReason]
+
+    @property
+    def peers(self) -> Mapping[bytes, Peer]: ...  # for forgetting stale local sources
+    def send_packets(self, packets: Iterable[bytes], now: float) -> None: ...
+    def receive_datagrams(self, datagrams: Iterable[tuple[bytes, Endpoint]],
+                          now: float) -> None: ...
+    def next_deadline(self) -> float | None: ...
+    def on_timer(self, now: float) -> None: ...
+    def take_datagrams(self) -> list[tuple[bytes, Endpoint]]: ...
+    def take_packets(self) -> list[bytes]: ...
+    def take_events(self) -> list[Event]: ...
+
+
 class TunLike(Protocol):
     """Reads and writes raise LinkGone once the interface is deleted; any other OSError means
     packets were lost (`TunDropped` says how many; a plain OSError costs the whole batch)."""
 
     def fileno(self) -> int: ...
+    def current_mtu(self) -> int | None: ...  # None: cannot tell now
+    def link_events(self) -> RouteEvents | None: ...  # None: nothing to watch, poll the MTU
     def read_packet(self) -> bytes | None: ...
     def read_batch(self, limit: int) -> list[bytes]: ...
     def write_packet(self, packet: bytes) -> None: ...
@@ -81,8 +105,9 @@ class TunLike(Protocol):
 
 class NetLike(Protocol):
     port: int
-    drops: collections.Counter  # the loop shares the core's counter
-    stale_sources: set  # local sources a send found gone (see udp.py)
+    drops: collections.Counter[DropReason]  # the loop shares the core's counter
+    stale_sources: set[bytes]  # local sources a send found gone (see udp.py)
+    send_errors: int  # datagrams that could not be sent, for the log
 
     def sockets(self) -> list[Any]: ...
     def open(self, port: int) -> int: ...
@@ -100,7 +125,7 @@ class DeviceLoop:
 
     def __init__(
         self,
-        device: Any,
+        device: Core,
         tun: TunLike,
         net: NetLike,
         clock: Callable[[], float] = time.monotonic,
@@ -119,7 +144,7 @@ class DeviceLoop:
         self.stop_reason: str | None = None
         self.on_housekeeping: list[Callback] = []
         self._rx: list[tuple[bytes, Endpoint]] = []
-        self._last_drops: collections.Counter = collections.Counter()
+        self._last_drops: collections.Counter[DropReason] = collections.Counter()
         self._last_send_errors = 0
         self._next_housekeeping = 0.0
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
@@ -128,9 +153,7 @@ class DeviceLoop:
         self._source_checker: SourceChecker | None = None
         self.faults = RateLimitedLog(log, clock)
         device.wall_offset = wall_clock() - clock()
-        drops = getattr(device, "drops", None)
-        if drops is not None:
-            net.drops = drops  # e.g. SEND_BUFFER_FULL, counted by the UDP bind
+        net.drops = device.drops  # e.g. SEND_BUFFER_FULL, counted by the UDP bind
         self._register(tun, select.EPOLLIN, self._on_tun_readable, False)
         self._register_sockets()
 
@@ -218,16 +241,15 @@ class DeviceLoop:
             self.remove(self._link_events)
             self._link_events.close()
             self._link_events = None
-        open_link_events = getattr(self.tun, "link_events", None)
-        if open_link_events is not None:
-            try:
-                self._link_events = open_link_events()
-            except OSError as e:  # (EBADFD: the link was deleted; the TUN reader ends the loop)
-                log.log(logging.DEBUG if e.errno in (errno.EBADFD, errno.ENODEV)
-                        else logging.WARNING,
-                        "Cannot follow the interface's link events (%s); polling its MTU",
-                        e.strerror)
-            else:
+        try:
+            self._link_events = self.tun.link_events()
+        except OSError as e:  # (EBADFD: the link was deleted; the TUN reader ends the loop)
+            log.log(logging.DEBUG if e.errno in (errno.EBADFD, errno.ENODEV)
+                    else logging.WARNING,
+                    "Cannot follow the interface's link events (%s); polling its MTU",
+                    e.strerror)
+        else:
+            if self._link_events is not None:
                 self.add_reader(self._link_events, self._on_link_events)
         self._follow_mtu()
 
@@ -342,18 +364,17 @@ class DeviceLoop:
     def flush(self) -> None:
         """Hand the Device's outputs to the sockets and the TUN."""
         device = self.device
-        if device.to_network:
-            datagrams = device.to_network
-            device.to_network = []
+        datagrams = device.take_datagrams()
+        if datagrams:
             net = self.net
             net.send_batch(datagrams)
             if net.stale_sources:  # a source address left the host: sent without, forget it
                 stale = net.stale_sources
-                forget_sources(device.peers.values(), lambda endpoint: endpoint[2] in stale)
+                forget_sources(device.peers.values(),
+                               lambda endpoint: len(endpoint) > 2 and endpoint[2] in stale)
                 stale.clear()
-        if device.to_tun:
-            packets = device.to_tun
-            device.to_tun = []
+        packets = device.take_packets()
+        if packets:
             try:
                 self.tun.write_batch(packets)  # may coalesce TCP segments (tun_gro.py)
             except LinkGone:
@@ -435,17 +456,15 @@ class DeviceLoop:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._housekeeping()
-        if device.to_network or device.to_tun:  # e.g. produced by a configuration call
-            self.flush()
+        self.flush()  # what a configuration call produced (a keepalive), if anything
         return deadline
 
     def _follow_mtu(self) -> None:
         """Pad to the interface's MTU as it is now (the kernel and wireguard-go follow it too):
         padding to a larger, stale MTU would make full-size datagrams too big for the path the
         operator sized the MTU for."""
-        current_mtu = getattr(self.tun, "current_mtu", None)
-        mtu = current_mtu() if current_mtu is not None else None
-        if mtu and mtu != getattr(self.device, "mtu", mtu):
+        mtu = self.tun.current_mtu()
+        if mtu and mtu != self.device.mtu:
             log.debug("MTU of the interface is now %d", mtu)
             self.device.mtu = mtu
 
@@ -456,26 +475,23 @@ class DeviceLoop:
         # wall clock when it is set
         self.device.wall_offset = self.wall_clock() - self.clock()
         if log.isEnabledFor(logging.DEBUG):
-            drops = getattr(self.device, "drops", None)
+            drops = self.device.drops
             if drops:
                 delta = collections.Counter(drops)
                 delta.subtract(self._last_drops)
                 for reason, count in delta.items():
                     if count > 0:
-                        name = getattr(reason, "value", reason)
-                        log.debug("dropped %d: %s", count, name)
+                        log.debug("dropped %d: %s", count, reason.value)
                 self._last_drops = collections.Counter(drops)
-            send_errors = getattr(self.net, "send_errors", 0)
+            send_errors = self.net.send_errors
             if send_errors != self._last_send_errors:
                 log.debug("failed to send %d datagrams", send_errors - self._last_send_errors)
                 self._last_send_errors = send_errors
-        events = getattr(self.device, "events", None)
-        if events:
-            if log.isEnabledFor(logging.DEBUG):
-                # a peer's repr is a public-key fingerprint, never key material
-                for event in events:
-                    log.debug("%r: %s", event.peer, event.kind.value)
-            events.clear()
+        events = self.device.take_events()
+        if events and log.isEnabledFor(logging.DEBUG):
+            # a peer's repr is a public-key fingerprint, never key material
+            for event in events:
+                log.debug("%r: %s", event.peer, event.kind.value)
         for callback in self.on_housekeeping:
             try:
                 callback()

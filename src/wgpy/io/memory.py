@@ -1,7 +1,8 @@
 """In-memory stand-ins for the TUN and the UDP network, for tests without root.
 
-They have real file descriptors (socketpairs) only so that `DeviceLoop`'s selector can wait on
-them; the data itself moves through deques. One `MemoryNetwork` joins any number of
+They implement loop.py's `TunLike` and `NetLike` whole. They have real file descriptors
+(socketpairs) only so that `DeviceLoop`'s epoll can wait on them; the data itself moves through
+deques. One `MemoryNetwork` joins any number of
 `MemoryUdp` binds, each with its own address, so two loops can talk to each other:
 
     net = MemoryNetwork()
@@ -68,6 +69,9 @@ class MemoryTun:
 
     def current_mtu(self) -> int | None:
         return None if self.deleted else self.mtu
+
+    def link_events(self) -> None:
+        """No netlink here: the loop polls `current_mtu` (a test changes `mtu`)."""
 
     def inject(self, packet: bytes) -> None:
         self.to_device.append(packet)
@@ -161,6 +165,7 @@ class MemoryUdp:
         self.refuse_ports: set[int] = set()  # ports that fail with "address in use"
         self.drops: collections.Counter = collections.Counter()
         self.stale_sources: set[bytes] = set()  # never filled: memory sends have no source
+        self.send_errors = 0  # never counted: a memory send does not fail
 
     def sockets(self) -> list[_MemorySocket]:
         return [self._sock] if self._sock is not None else []

@@ -13,18 +13,14 @@ offload_linux.go) does the same; the rules here are the conservative subset:
 - Sequence numbers contiguous; every segment as long as the first except the last, which may
   be shorter; a shorter segment or PSH ends the group; at most 64 KB in all.
 
-With `udp=True`, UDP datagrams of one flow (same addresses, ports, TOS/TTL/DF or traffic
-class/hop limit; all as long as the first except the last; at most 64) are coalesced the same
-way as one UDP GSO packet (VIRTIO_NET_HDR_GSO_UDP_L4), which the kernel cuts back into the
-original datagrams. Off by default: measured with bench/compare.py it cut the received UDP
-packet rate to 0.4-0.6x (whole super-packets are dropped when the receiving socket's buffer is
-full), while TCP gained 1.3x from its GRO.
+UDP is written datagram by datagram: coalescing a flow's datagrams into one UDP GSO packet was
+measured and not adopted (README, "Measured and not adopted").
 
 Anything else is written as it came, and a packet that is not a candidate ends every open
 group, so the order of packets within a flow never changes. The super-packet's checksum field
 holds the pseudo-header sum (CHECKSUM_PARTIAL, as a NIC expects it), and the kernel treats a
 partial checksum on receive as verified. So every segment's checksums (the IPv4 header's and
-the TCP/UDP one) are verified before it is merged, as wireguard-go does and as the kernel would
+the TCP one) are verified before it is merged, as wireguard-go does and as the kernel would
 have done with the segment written alone: WireGuard authenticated the bytes, not that the peer
 computed them right. A segment that fails is written on its own, as it came, for the kernel to
 drop; it ends the open groups like any non-candidate. A group's first segment is verified when
@@ -35,15 +31,14 @@ from __future__ import annotations
 
 import struct
 
-# The IPv4 header and TCP/UDP checksums of a segment before it joins a group (in C when the
-# fast path is built: ~0.2 against ~3 µs per 1440 B segment; bench/fastpath.py).
-from wgpy.fastpath import checksums_valid as _checksums_valid
+# The IPv4 header and TCP checksums of a segment before it joins a group (in C when the
+# fast path is built: ~0.2 against ~3 µs per 1440 B segment; bench/fastpath.py) are checked
+# with fastpath.checksums_valid, looked up once per batch.
+from wgpy import fastpath
 
 VNET_HDR_F_NEEDS_CSUM = 1
 VNET_HDR_GSO_TCPV4 = 1
 VNET_HDR_GSO_TCPV6 = 4
-VNET_HDR_GSO_UDP_L4 = 5
-MAX_UDP_SEGMENTS = 64  # the kernel's UDP_MAX_SEGMENTS
 MAX_SUPER_PACKET = 65535
 _TCP_ACK = 0x10
 _TCP_PSH = 0x08
@@ -57,13 +52,11 @@ Write = list
 
 
 class _Group:
-    __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment",
-                 "udp", "v6")
+    __slots__ = ("header_len", "key", "next_seq", "open", "packets", "payload", "segment", "v6")
     # `packets` longer than one means its first segment was verified too
 
     def __init__(self, key: int, packet: bytes, header_len: int, payload: int, seq: int,
-                 v6: bool, open_: bool, udp: bool = False) -> None:
-        self.udp = udp
+                 v6: bool, open_: bool) -> None:
         self.key = key
         self.packets = [packet]
         self.header_len = header_len
@@ -94,35 +87,26 @@ _V4_VARYING = ((2, 6), (10, 12), (24, 28), (33, 34), (36, 38))
 _V6_VARYING = ((4, 6), (44, 48), (53, 54), (56, 58))
 _V4_MASKS = {20 + doff: _mask(20 + doff, _V4_VARYING) for doff in range(20, 64, 4)}
 _V6_MASKS = {40 + doff: _mask(40 + doff, _V6_VARYING) for doff in range(20, 64, 4)}
-# UDP: IPv4 total length, id, header checksum, UDP length and checksum; IPv6 payload length,
-# UDP length and checksum.
-_V4_UDP_MASK = _mask(28, ((2, 6), (10, 12), (24, 28)))
-_V6_UDP_MASK = _mask(48, ((4, 6), (44, 48)))
-
 
 def coalesce(packets: list[bytes], udp: bool = False) -> list[Write]:
     """Group `packets` into writev iovec lists (vnet header first), keeping flow order.
 
     Per packet: the header is read as one big int; masking out the fields that may differ
     and comparing with the group's first header checks every "same" rule at once.
+
+    `udp` must be False. It stays only while io/tun_linux.py (changed on another branch) still
+    passes its `udp_gro` flag, which nothing sets outside tests; it goes with that flag.
     """
+    if udp:
+        raise ValueError("UDP coalescing was measured and removed (README)")
     out: list = []  # _Group or a single packet
     groups: dict[bytes, _Group] = {}
-    udp_groups: dict[bytes, _Group] = {}
     from_bytes = int.from_bytes
-    valid = _checksums_valid
+    valid = fastpath.checksums_valid
     v4_masks, v6_masks = _V4_MASKS, _V6_MASKS
     for packet in packets:
         size = len(packet)
         first = packet[0] if size else 0
-        if udp and first == 0x45 and size > 28 and packet[9] == 17 and packet[6] & 0x3F == 0 \
-                and packet[7] == 0 and (packet[24] << 8 | packet[25]) == size - 20:
-            _add_udp(out, udp_groups, groups, packet, 28, packet[12:24], _V4_UDP_MASK, False)
-            continue
-        if udp and first >> 4 == 6 and size > 48 and packet[6] == 17 \
-                and (packet[44] << 8 | packet[45]) == size - 40:
-            _add_udp(out, udp_groups, groups, packet, 48, packet[8:44], _V6_UDP_MASK, True)
-            continue
         if first == 0x45 and size > 40 and packet[9] == 6 and packet[6] & 0x3F == 0 \
                 and packet[7] == 0:
             header_len = 20 + ((packet[32] >> 4) << 2)
@@ -138,13 +122,11 @@ def coalesce(packets: list[bytes], udp: bool = False) -> list[Write]:
             v6 = True
         else:
             groups.clear()
-            udp_groups.clear()
             out.append(packet)
             continue
         payload = size - header_len
         if mask is None or payload <= 0 or flags & ~_TCP_PSH != _TCP_ACK:
             groups.clear()
-            udp_groups.clear()
             out.append(packet)
             continue
         header = from_bytes(packet[:header_len], "big")
@@ -163,7 +145,6 @@ def coalesce(packets: list[bytes], udp: bool = False) -> list[Write]:
         ):
             if not valid(packet, l4_start, 6):
                 groups.clear()
-                udp_groups.clear()
                 out.append(packet)
                 continue
             if len(group.packets) > 1 or valid(group.packets[0], l4_start, 6):
@@ -180,36 +161,6 @@ def coalesce(packets: list[bytes], udp: bool = False) -> list[Write]:
     return [_write_for(item) for item in out]
 
 
-def _add_udp(out: list, groups: dict[bytes, _Group], tcp_groups: dict[bytes, _Group],
-             packet: bytes, header_len: int, flow: bytes, mask: int, v6: bool) -> None:
-    payload = len(packet) - header_len
-    fixed = int.from_bytes(packet[:header_len], "big") & mask
-    group = groups.get(flow)
-    if (
-        group is not None
-        and group.open
-        and fixed == group.key
-        and payload <= group.segment
-        and len(group.packets) < MAX_UDP_SEGMENTS
-        and header_len + group.payload + payload <= MAX_SUPER_PACKET
-    ):
-        l4_start = header_len - 8
-        if not _checksums_valid(packet, l4_start, 17):
-            groups.clear()
-            tcp_groups.clear()
-            out.append(packet)
-            return
-        if len(group.packets) > 1 or _checksums_valid(group.packets[0], l4_start, 17):
-            group.packets.append(packet)
-            group.payload += payload
-            if payload < group.segment:
-                group.open = False
-            return
-    group = _Group(fixed, packet, header_len, payload, 0, v6, payload > 0, udp=True)
-    groups[flow] = group
-    out.append(group)
-
-
 def _write_for(item: _Group | bytes) -> Write:
     if item.__class__ is not _Group:
         return [_ZERO_VNET_HDR, item]
@@ -219,8 +170,6 @@ def _write_for(item: _Group | bytes) -> Write:
         return [_ZERO_VNET_HDR, packets[0]]
     header_len = group.header_len
     header = bytearray(packets[0][:header_len])
-    if group.udp:
-        return _udp_write(group, header)
     last_flags = packets[-1][53 if group.v6 else 33]
     if group.v6:
         tcp_len = header_len - 40 + group.payload
@@ -244,28 +193,5 @@ def _write_for(item: _Group | bytes) -> Write:
                           csum_start, 16)
     write: Write = [vnet, header]
     for packet in packets:
-        write.append(memoryview(packet)[header_len:])
-    return write
-
-
-def _udp_write(group: _Group, header: bytearray) -> Write:
-    header_len = group.header_len
-    udp_len = 8 + group.payload
-    if group.v6:
-        header[4:6] = udp_len.to_bytes(2, "big")
-        pseudo = sum(struct.unpack_from("!16H", header, 8)) + 17 + udp_len
-        csum_start = 40
-    else:
-        header[2:4] = (20 + udp_len).to_bytes(2, "big")
-        header[10:12] = b"\0\0"
-        header[10:12] = (~_fold(sum(_ipv4_words.unpack_from(header))) & 0xFFFF).to_bytes(2, "big")
-        pseudo = sum(struct.unpack_from("!4H", header, 12)) + 17 + udp_len
-        csum_start = 20
-    header[csum_start + 4 : csum_start + 6] = udp_len.to_bytes(2, "big")
-    header[csum_start + 6 : csum_start + 8] = _fold(pseudo).to_bytes(2, "big")
-    vnet = _vnet_hdr.pack(VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_UDP_L4, header_len, group.segment,
-                          csum_start, 6)
-    write: Write = [vnet, header]
-    for packet in group.packets:
         write.append(memoryview(packet)[header_len:])
     return write

@@ -182,10 +182,9 @@ def test_keepalive_raised_from_zero_is_sent_at_once_to_the_new_endpoint(device: 
                         "endpoint=192.0.2.7:51820\nallowed_ip=10.0.0.0/8\n")
     assert device.get_peer(peer_key).persistent_keepalive == 25
     # no session yet: the keepalive starts a handshake, sent to the endpoint of this request
-    assert [(len(d), ep) for d, ep in device.to_network] == [(148, ("192.0.2.7", 51820))]
-    device.to_network.clear()
+    assert [(len(d), ep) for d, ep in device.take_datagrams()] == [(148, ("192.0.2.7", 51820))]
     apply(device, None, f"public_key={peer_key.hex()}\npersistent_keepalive_interval=30\n")
-    assert device.to_network == []  # only a raise from 0 sends
+    assert device.take_datagrams() == []  # only a raise from 0 sends
 
 
 def test_state_round_trips_through_the_codec(device: Device) -> None:

@@ -7,7 +7,6 @@ is covered in test_apply.py and the e2e tests.
 
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import os
@@ -19,19 +18,9 @@ from looplib import spinning
 
 from wgpy.control import server as server_module
 from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
+from wgpy.core.device import Device
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
-
-
-class IdleDevice:
-    def __init__(self) -> None:
-        self.to_network: list = []
-        self.to_tun: list = []
-        self.drops: collections.Counter = collections.Counter()
-        self.wall_offset = 0.0
-
-    def next_deadline(self):
-        return None
 
 
 class RecordingHandler:
@@ -52,7 +41,7 @@ class RecordingHandler:
 def served(tmp_path):
     directory = str(tmp_path / "wireguard")
     listener = open_uapi_socket("wgdtest0", directory)
-    loop = DeviceLoop(IdleDevice(), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"))
+    loop = DeviceLoop(Device(rng=os.urandom), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"))
     handler = RecordingHandler()
     path = socket_path("wgdtest0", directory)
     server = UapiServer(listener, path, handler, loop)
@@ -242,7 +231,7 @@ def stepped(tmp_path):
     """(path, handler, loop, clock, make_server): a server on a loop the test turns itself."""
     directory = str(tmp_path / "wireguard")
     clock = FakeClock()
-    loop = DeviceLoop(IdleDevice(), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"),
+    loop = DeviceLoop(Device(rng=os.urandom), MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"),
                       clock=clock)
     handler = RecordingHandler()
     path = socket_path("wgdstep0", directory)

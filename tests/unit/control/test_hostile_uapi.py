@@ -59,9 +59,9 @@ class FakeNet:
 
 def make_device() -> Device:
     device = Device(rng=secrets.token_bytes)
-    device.set_private_key(generate_private_key(), NOW)
+    device.set_private_key(generate_private_key())
     device.listen_port = 40000
-    peer = device.add_peer(public_key(generate_private_key()), NOW)
+    peer = device.add_peer(public_key(generate_private_key()))
     device.set_endpoint(peer, ("192.0.2.7", 51820))
 
 

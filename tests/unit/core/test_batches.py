@@ -76,7 +76,7 @@ class Story:
             for node in (pair.a, pair.b):  # what is due goes first, as in DeviceLoop.run_once
                 node.device.on_timer(pair.now)
             for node, other in ((pair.a, pair.b), (pair.b, pair.a)):
-                out, node.device.to_network = node.device.to_network, []
+                out = node.device.take_datagrams()
                 datagrams = [data for data, _ in out]
                 self.wire.extend(datagrams)
                 if not datagrams:
@@ -93,8 +93,7 @@ class Story:
                     source = ROAMED
                 self.feed_datagrams(other.device, [(d, source) for d in datagrams])
             for name, node in (("a", pair.a), ("b", pair.b)):
-                self.tun[name].extend(node.device.to_tun)
-                node.device.to_tun = []
+                self.tun[name].extend(node.device.take_packets())
             if not moved:
                 return
 
@@ -122,7 +121,7 @@ class Story:
             keypairs = [getattr(peer.keypairs, slot) for slot in ("previous", "current", "next")]
             result[name] = {
                 "drops": dict(device.drops),
-                "events": [(e.kind, e.now) for e in device.events],
+                "events": [(e.kind, e.now) for e in device.take_events()],
                 "deadline": device.next_deadline(),
                 "deadlines": list(timers.deadlines),
                 "need_another_keepalive": timers.need_another_keepalive,
@@ -187,11 +186,12 @@ def test_a_batch_stops_at_the_last_counter_and_waits_for_a_new_session() -> None
     pair.clock.advance(6.0)  # past REKEY_TIMEOUT: a new initiation may go out
     packets = [ipv4_packet("10.9.0.1", "10.9.0.2", bytes([i]) * 20) for i in range(5)]
     pair.a.device.send_packets(packets, pair.now)
-    out = pair.a.device.to_network
+    out = pair.a.device.take_datagrams()
     data = [d for d, _ in out if d[0] == 4]
     counters = [int.from_bytes(d[8:16], "little") for d in data]
     assert counters == [REJECT_AFTER_MESSAGES - 2, REJECT_AFTER_MESSAGES - 1]
     assert list(pair.peer_b.staged) == packets[2:]
     assert [d[0] for d, _ in out].count(1) == 1  # one handshake initiation
+    pair.b.device.receive_datagrams([(d, pair.a.endpoint) for d, _ in out], pair.now)
     pair.deliver()  # the new session carries the rest
     assert pair.b.received[-3:] == packets[2:]

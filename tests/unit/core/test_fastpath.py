@@ -177,29 +177,34 @@ def test_extension_is_built_from_the_source_beside_it(c) -> None:
     assert len(c.SOURCE_SHA256) == 64
 
 
-def test_switch_follows_wgpy_pure(c) -> None:
-    code = "from wgpy import fastpath; print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__)"
+def test_the_starter_chooses_with_wgpy_pure_and_the_core_reads_no_environment(c) -> None:
+    """wgpy-daemon hands its environment to fastpath.select_from; importing the core with
+    WGPY_PURE=1 set changes nothing by itself (the core never reads the environment)."""
+    code = ("import os; from wgpy import fastpath; import wgpy.core.device; "
+            "print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__); "
+            "fastpath.select_from(os.environ); "
+            "print(fastpath.IMPLEMENTATION, fastpath.seal_run.__module__)")
     env = dict(os.environ)
     env.pop("WGPY_PURE", None)
     built = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            check=True).stdout.split()
-    assert built == ["c", "wgpy._fastpath"]
+    assert built == ["c", "wgpy._fastpath"] * 2
     env["WGPY_PURE"] = "1"
     pure = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.split()
-    assert pure == ["python", "wgpy._purepath"]
+    assert pure == ["c", "wgpy._fastpath", "python", "wgpy._purepath"]
 
 
 # --- the reference is what the core did inline (Device._seal now calls the switch: C or it) --
 
 def _device_seal(packets: list[bytes], counter: int, mtu: int, send_key: bytes) -> list[bytes]:
     device = Device(rng=seeded_rng(5), mtu=mtu)
-    peer = device.add_peer(bytes(range(32)), 1000.0)
+    peer = device.add_peer(bytes(range(32)))
     device.set_endpoint(peer, ("192.0.2.9", 51820))
     keypair = Keypair(send_key, bytes(32), True, 17, 0xA1B2C3D4, 1000.0, peer)
     keypair.sending_counter = counter
     device._seal(peer, keypair, packets, 1000.0)
-    return [datagram for datagram, _endpoint in device.to_network]
+    return [datagram for datagram, _endpoint in device.take_datagrams()]
 
 
 @settings(max_examples=60, deadline=None)
@@ -530,8 +535,7 @@ def test_a_received_run_gives_the_one_by_one_drop_reasons() -> None:
         pair.deliver()
         pair.a.device.send_packets([ipv4_packet("10.9.0.1", "10.9.0.2", bytes([i]) * 40)
                                     for i in range(3)], pair.now)
-        first, second, third = [data for data, _ in pair.a.device.to_network]
-        pair.a.device.to_network = []
+        first, second, third = [data for data, _ in pair.a.device.take_datagrams()]
         forged = first[:-1] + bytes([first[-1] ^ 1])
         run = [(d, pair.a.endpoint) for d in (first, forged, second, first, third)]
         device = pair.b.device
@@ -544,5 +548,5 @@ def test_a_received_run_gives_the_one_by_one_drop_reasons() -> None:
         drops = {reason: count - before.get(reason, 0) for reason, count in device.drops.items()
                  if count != before.get(reason, 0)}
         assert drops == {DropReason.REPLAYED_COUNTER: 2}
-        counts.append(len(device.to_tun))
+        counts.append(len(device.take_packets()))
     assert counts == [3, 3]

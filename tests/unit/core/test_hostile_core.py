@@ -19,6 +19,7 @@ import pytest
 
 from wgpy.core.cookie import mac1_key
 from wgpy.core.device import Device
+from wgpy.core.underload import UnderLoad
 from wgpy.errors import DropReason
 from wgpy.keys import generate_private_key, public_key
 
@@ -34,7 +35,7 @@ def initiation_with_valid_mac1(server_public: bytes) -> bytes:
 def flooded_device() -> tuple[Device, bytes]:
     device = Device(rng=secrets.token_bytes)
     private = generate_private_key()
-    device.set_private_key(private, NOW)
+    device.set_private_key(private)
     return device, public_key(private)
 
 
@@ -45,22 +46,21 @@ def test_cookie_replies_to_one_source_are_limited_under_load() -> None:
     for i in range(sent):  # 4000 in one second: 8x the under-load threshold
         device.receive_datagram(initiation_with_valid_mac1(server_public), attacker,
                                 NOW + i / sent)
-    cookie_replies = [d for d, dst in device.to_network if d[0] == 3 and dst == attacker]
+    cookie_replies = [d for d, dst in device.take_datagrams() if d[0] == 3 and dst == attacker]
     handshake_work = device.drops[DropReason.DECRYPT_HANDSHAKE]
-    assert handshake_work < device.under_load_rate  # no DH work once under load
+    assert handshake_work < device.under_load.rate  # no DH work once under load
     # at most the source's cookie-reply budget: a second's worth plus the burst (another
     # second's worth; what came before the load detector tripped got DH work instead)
-    per_source = device.cookie_replies_per_source
+    per_source = device.under_load.cookie_replies_per_source
     assert len(cookie_replies) <= 2 * per_source, (
         f"{len(cookie_replies)} cookie replies to one source in one second")
     assert len(cookie_replies) >= per_source // 2  # and they were answered meanwhile
     assert device.drops[DropReason.COOKIE_REPLY_LIMITED] > 0
     assert device.drops[DropReason.RATE_LIMITED] == 0  # no mac2: the handshake bucket is untouched
     # another source is not starved by the first one's flood
-    device.to_network.clear()
     device.receive_datagram(initiation_with_valid_mac1(server_public), ("198.51.100.7", 5),
                             NOW + 1.0)
-    assert [d[0] for d, _ in device.to_network] == [3]
+    assert [d[0] for d, _ in device.take_datagrams()] == [3]
 
 
 def test_cookie_replies_from_many_sources_are_bounded_together() -> None:
@@ -70,8 +70,8 @@ def test_cookie_replies_from_many_sources_are_bounded_together() -> None:
         source = (f"10.{(i >> 8) & 255}.{i & 255}.2", 1024 + (i & 4095))
         device.receive_datagram(initiation_with_valid_mac1(server_public), source,
                                 NOW + i / sent)
-    replies = sum(1 for d, _ in device.to_network if d[0] == 3)
-    per_second = device.cookie_replies_per_second
+    replies = sum(1 for d, _ in device.take_datagrams() if d[0] == 3)
+    per_second = device.under_load.cookie_replies_per_second
     assert per_second // 2 <= replies <= per_second + per_second // 10, replies
     assert device.drops[DropReason.COOKIE_SENT] == replies
 
@@ -82,16 +82,16 @@ def test_under_load_flood_state_is_bounded() -> None:
         source = (f"10.{(i >> 8) & 255}.{i & 255}.1", 1024 + i)
         device.receive_datagram(initiation_with_valid_mac1(server_public), source,
                                 NOW + i / 3000)
-    assert device.indices == {}  # nothing of the flood holds an index
-    limiter = device.cookie_reply_limiter  # what the flood (no cookies) charges
+    assert len(device.indices) == 0  # nothing of the flood holds an index
+    limiter = device.under_load.cookie_reply_limiter  # what the flood (no cookies) charges
     assert 0 < len(limiter) <= 3000
     assert len(limiter) <= limiter.max_entries
     # the next episode of load prunes the sources idle for more than a second
-    for i in range(device.under_load_rate + 10):
+    for i in range(device.under_load.rate + 10):
         device.receive_datagram(initiation_with_valid_mac1(server_public), ("10.0.0.1", 1),
                                 NOW + 10 + i / 10000)
     assert len(limiter) <= 1
-    assert len(device.rate_limiter) == 0  # no message had a valid mac2
+    assert len(device.under_load.handshake_limiter) == 0  # no message had a valid mac2
 
 
 def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
@@ -105,22 +105,22 @@ def test_private_key_change_lets_the_next_handshake_go_at_once() -> None:
     assert pair.b.received
     pair.clock.advance(1.0)
     private = pair.a.private_key
-    pair.a.device.set_private_key(generate_private_key(), pair.now)
-    pair.a.device.set_private_key(private, pair.now)
+    pair.a.device.set_private_key(generate_private_key())
+    pair.a.device.set_private_key(private)
     pair.clock.advance(0.1)
     pair.b.received.clear()
     pair.a_sends(b"after the key change")
     assert [p[20:] for p in pair.b.received] == [b"after the key change"]
 
 
-class _NoFastPath(Device):
-    """The device with neither of the fast paths (no memo, no early look at the budget)."""
+class _NoFastPath(UnderLoad):
+    """The gate with neither of the fast paths (no memo, no early look at the budget)."""
 
-    def _refused_before_mac1(self, data: bytes, src: tuple[str, int], now: float) -> bool:
+    def refuses_before_mac1(self, message: bytes, host: str, now: float) -> bool:
         return False
 
 
-class _SmallLimits(Device):
+class _SmallLimits(UnderLoad):
     cookie_replies_per_source = 50
     cookie_replies_per_second = 1000
 
@@ -129,12 +129,18 @@ class _SmallLimitsNoFastPath(_SmallLimits, _NoFastPath):
     pass
 
 
+def _device_with(gate: UnderLoad, rng) -> Device:
+    device = Device(rng=rng)
+    device.under_load = gate
+    return device
+
+
 @pytest.mark.parametrize("many_sources", [False, True], ids=["per-source", "all-sources"])
 def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
     many_sources: bool,
 ) -> None:
     """Sources over their cookie-reply limit are remembered until their bucket refills
-    (Device._cookie_refused_until), and while the replies of all sources are spent every
+    (UnderLoad.refused_until), and while the replies of all sources are spent every
     source is refused; their cookie-less messages are then dropped before mac1. A device
     without that fast path must answer every message of the same flood the same way: a
     source with a token is never refused by it. Small limits, so that both bind."""
@@ -142,11 +148,11 @@ def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
 
     private = generate_private_key()
     server_public = public_key(private)
-    fast, reference = (cls(rng=random.Random(7).randbytes)
+    fast, reference = (_device_with(cls(), random.Random(7).randbytes)
                        for cls in (_SmallLimits, _SmallLimitsNoFastPath))
     for device in (fast, reference):
-        device.set_private_key(private, NOW)
-    token = 1 / fast.cookie_replies_per_source
+        device.set_private_key(private)
+    token = 1 / fast.under_load.cookie_replies_per_source
     if many_sources:  # 400 addresses: together over the all-sources budget
         sources = [(f"10.1.{i >> 8}.{i & 255}", 1000 + i) for i in range(400)]
     else:  # three bucket keys (an IPv6 /64 is one), each over its own limit
@@ -166,13 +172,12 @@ def test_flood_fast_path_refuses_exactly_what_the_cookie_reply_limits_refuse(
         outputs = []
         for device in (fast, reference):
             device.receive_datagram(message, source, now)
-            outputs.append((device.to_network[:], dict(device.drops)))
-            device.to_network.clear()
+            outputs.append((device.take_datagrams(), dict(device.drops)))
         assert outputs[0] == outputs[1], (now, source)
         answered += bool(outputs[0][0])
     assert fast.drops[DropReason.COOKIE_REPLY_LIMITED] > 2000  # the flood was refused ...
     if not many_sources:
-        assert fast._cookie_refused_until  # ... through the memo
+        assert fast.under_load.refused_until  # ... through the memo
     assert answered > 100  # and sources with tokens got cookie replies meanwhile
     assert fast.drops[DropReason.DECRYPT_HANDSHAKE] == reference.drops[
         DropReason.DECRYPT_HANDSHAKE]
@@ -196,7 +201,7 @@ def test_flood_fast_path_never_drops_transport_data() -> None:
     for _ in range(2):  # the bucket is empty: the second is refused by the memo at least
         device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
                                 pair.now)
-    assert device._cookie_refused_until.get(A_ENDPOINT[0], 0) > pair.now
+    assert device.under_load.refused_until.get(A_ENDPOINT[0], 0) > pair.now
     limited = device.drops[DropReason.COOKIE_REPLY_LIMITED]
     device.receive_datagram(initiation_with_valid_mac1(pair.b.public_key), A_ENDPOINT,
                             pair.now)
@@ -235,7 +240,7 @@ def test_spoofed_initiations_from_a_peers_address_do_not_lock_it_out() -> None:
             i += 1
 
     flood_for(1.0)
-    assert server._was_under_load(pair.now)
+    assert server.under_load.active(pair.now)
     started = pair.now
     pair.a.device.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"through"), pair.now)
     deadline = started + 2 * (REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX) + 0.5
@@ -249,14 +254,13 @@ def test_spoofed_initiations_from_a_peers_address_do_not_lock_it_out() -> None:
 
 def test_an_invalid_mac2_under_load_is_answered_and_counted_as_bad_mac2() -> None:
     device, server_public = flooded_device()
-    device.under_load_rate = 1
+    device.under_load.rate = 1
     message = bytearray(initiation_with_valid_mac1(server_public))
     message[-16:] = os.urandom(16)  # a cookie that is not ours for this source
     source = ("192.0.2.70", 7)
     device.receive_datagram(bytes(message), source, NOW)
-    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert [(d[0], dst) for d, dst in device.take_datagrams()] == [(3, source)]
     assert device.drops == {DropReason.BAD_MAC2: 1}
-    device.to_network.clear()
     device.receive_datagram(initiation_with_valid_mac1(server_public), source, NOW)
-    assert [(d[0], dst) for d, dst in device.to_network] == [(3, source)]
+    assert [(d[0], dst) for d, dst in device.take_datagrams()] == [(3, source)]
     assert device.drops == {DropReason.BAD_MAC2: 1, DropReason.COOKIE_SENT: 1}

@@ -76,8 +76,8 @@ def test_wrong_public_key_gives_no_session():
     # A believes B's key is some other key: its mac1 is keyed wrong for B
     bogus = crypto.generate_keypair(b"\x07" * 32)[1]
     device = pair.a.device
-    device.remove_peer(pair.peer_b, pair.now)
-    other = device.add_peer(bogus, pair.now)
+    device.remove_peer(pair.peer_b)
+    other = device.add_peer(bogus)
     device.allowed_ips.insert(ipaddress.ip_network("10.9.0.2/32"), other)
     device.set_endpoint(other, B_ENDPOINT)
     pair.a_sends()
@@ -88,7 +88,7 @@ def test_wrong_public_key_gives_no_session():
 
 def test_initiator_with_other_private_key_is_unknown():
     pair = Pair()
-    pair.a.device.set_private_key(b"\x05" * 32, pair.now)
+    pair.a.device.set_private_key(b"\x05" * 32)
     pair.a_sends()
     assert pair.b.device.drops[DropReason.UNKNOWN_PEER] == 1
     assert pair.peer_a.keypairs.all() == []
@@ -96,7 +96,7 @@ def test_initiator_with_other_private_key_is_unknown():
 
 def test_unknown_initiator_dropped():
     pair = Pair()
-    pair.b.device.remove_peer(pair.peer_a, pair.now)
+    pair.b.device.remove_peer(pair.peer_a)
     pair.a_sends()
     assert pair.b.device.drops[DropReason.UNKNOWN_PEER] == 1
 
@@ -129,10 +129,10 @@ def test_replayed_data_dropped_and_reordered_accepted():
     before = len(pair.b.received)
     for index in (3, 0, 4, 1, 2):  # reordered: all accepted
         device.receive_datagram(datagrams[index], pair.a.endpoint, pair.now)
-    assert len(device.to_tun) == 5
+    assert len(device.take_packets()) == 5
     for index in (0, 4):  # replays: dropped
         device.receive_datagram(datagrams[index], pair.a.endpoint, pair.now)
-    assert len(device.to_tun) == 5
+    assert device.take_packets() == []
     assert device.drops[DropReason.REPLAYED_COUNTER] == 2
     assert len(pair.b.received) == before
 
@@ -191,16 +191,16 @@ def test_no_route_and_bad_packets_counted():
     device.send_packet(b"\x00" * 10, pair.now)
     assert device.drops[DropReason.NO_ROUTE] == 1
     assert device.drops[DropReason.BAD_OUTGOING_PACKET] == 1
-    assert device.to_network == []
+    assert device.take_datagrams() == []
 
 
 def test_three_peers_overlapping_prefixes():
     rng = seeded_rng(9)
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     peers = []
     for i in range(3):
-        peer = device.add_peer(crypto.generate_keypair(rng(32))[1], 0.0)
+        peer = device.add_peer(crypto.generate_keypair(rng(32))[1])
         device.set_endpoint(peer, ("192.0.2.10", 1000 + i))
         peers.append(peer)
     device.allowed_ips.insert(ipaddress.ip_network("0.0.0.0/0"), peers[0])
@@ -208,7 +208,7 @@ def test_three_peers_overlapping_prefixes():
     device.allowed_ips.insert(ipaddress.ip_network("10.1.0.0/16"), peers[2])
     for dst, expected in (("8.8.8.8", 0), ("10.2.3.4", 1), ("10.1.2.3", 2)):
         device.send_packet(ipv4_packet("10.9.0.1", dst), 0.0)
-        out, device.to_network = device.to_network, []
+        out = device.take_datagrams()
         assert len(out) == 1 and out[0][0][0] == 1  # an initiation
         assert out[0][1] == ("192.0.2.10", 1000 + expected)
         assert list(peers[expected].staged) == [ipv4_packet("10.9.0.1", dst)]
@@ -218,8 +218,8 @@ def test_peer_with_own_public_key_removed_on_key_set():
     rng = seeded_rng(3)
     private, public = crypto.generate_keypair(rng(32))
     device = Device(rng=rng)
-    device.add_peer(public, 0.0)
-    device.set_private_key(private, 0.0)
+    device.add_peer(public)
+    device.set_private_key(private)
     assert public not in device.peers
 
 
@@ -261,7 +261,7 @@ def test_reject_after_time():
     assert keypair is not None
     assert pair.a.device._sending_keypair(pair.peer_b, pair.now) is None
     pair.a.device.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2"), pair.now)
-    out = pair.a.device.to_network
+    out = pair.a.device.take_datagrams()
     assert [d[0] for d, _ in out] == [1]  # only a new initiation, the packet is staged
     assert old == []
 
@@ -280,21 +280,24 @@ def test_old_key_refused_on_receive_after_reject_time():
 
 
 def test_events_tell_the_story_of_a_handshake_and_a_roam():
-    from wgpy.core.events import EventKind
+    from wgpy.core.events import MAX_EVENTS, EventKind
 
     pair = Pair()
     pair.a_sends(b"hello")
-    a_events = [e.kind for e in pair.a.device.events]
-    b_events = [e.kind for e in pair.b.device.events]
-    assert a_events == [EventKind.HANDSHAKE_INITIATION_SENT, EventKind.SESSION_STARTED]
+    a_events = pair.a.device.take_events()
+    b_events = [e.kind for e in pair.b.device.take_events()]
+    assert [e.kind for e in a_events] == [EventKind.HANDSHAKE_INITIATION_SENT,
+                                          EventKind.SESSION_STARTED]
     assert b_events == [EventKind.SESSION_STARTED, EventKind.HANDSHAKE_RESPONSE_SENT]
-    assert all(e.peer is pair.peer_b for e in pair.a.device.events)
-    pair.b.device.events.clear()
+    assert all(e.peer is pair.peer_b for e in a_events)
     pair.a.endpoint = ("198.51.100.9", 1234)
     pair.a_sends(b"moved")
-    assert [e.kind for e in pair.b.device.events] == [EventKind.ENDPOINT_CHANGED]
-    # bounded: nobody reading them cannot make them grow without limit
-    assert pair.b.device.events.maxlen is not None
+    assert [e.kind for e in pair.b.device.take_events()] == [EventKind.ENDPOINT_CHANGED]
+    # bounded: nobody taking them cannot make them grow without limit
+    for port in range(MAX_EVENTS + 10):
+        pair.a.endpoint = ("198.51.100.9", 2000 + port)
+        pair.a_sends(b"moved")
+    assert len(pair.b.device.take_events()) == MAX_EVENTS
 
 
 def test_staged_packets_follow_the_datagram_that_confirms_the_session():
@@ -304,19 +307,16 @@ def test_staged_packets_follow_the_datagram_that_confirms_the_session():
     pair = Pair(b_knows_a_endpoint=True)
     a, b = pair.a.device, pair.b.device
     a.send_packet(ipv4_packet("10.9.0.1", "10.9.0.2", b"first"), pair.now)
-    (initiation, _), = a.to_network
-    a.to_network = []
+    (initiation, _), = a.take_datagrams()
     b.receive_datagram(initiation, pair.a.endpoint, pair.now)
-    (response, _), = b.to_network
-    b.to_network = []
+    (response, _), = b.take_datagrams()
     reply = ipv4_packet("10.9.0.2", "10.9.0.1", b"staged at the responder")
     b.send_packet(reply, pair.now)  # the session is not confirmed yet: staged
-    b.to_network = [(d, e) for d, e in b.to_network if d[0] != 1]  # (its own initiation)
-    assert b.to_network == []
+    # (its own initiation)
+    assert [(d, e) for d, e in b.take_datagrams() if d[0] != 1] == []
     a.receive_datagram(response, pair.b.endpoint, pair.now)
-    (data, _), = a.to_network  # A's staged "first" on the new session
-    a.to_network = []
+    (data, _), = a.take_datagrams()  # A's staged "first" on the new session
     new_endpoint = ("198.51.100.7", 40000)  # A's NAT mapping changed meanwhile
     b.receive_datagram(data, new_endpoint, pair.now)
-    sent = [(d, e) for d, e in b.to_network if d[0] == 4]
+    sent = [(d, e) for d, e in b.take_datagrams() if d[0] == 4]
     assert sent and all(e == new_endpoint for _, e in sent), sent

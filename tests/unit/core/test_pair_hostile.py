@@ -11,7 +11,7 @@ from wgpy.errors import DropReason
 
 def test_cookie_path_under_load():
     pair = Pair()
-    pair.b.device.under_load_rate = 1  # every handshake message counts as load
+    pair.b.device.under_load.rate = 1  # every handshake message counts as load
     log = []
     pair.drop = lambda direction, d: log.append((pair.now, direction, d[0])) and False
     pair.a_sends(b"under load")
@@ -29,7 +29,7 @@ def test_cookie_path_under_load():
 def test_under_load_rate_limits_per_source_even_with_cookie():
     pair = Pair()
     device = pair.b.device
-    device.under_load_rate = 1
+    device.under_load.rate = 1
     pair.a_sends()
     pair.tick(6)  # handshake done with a cookie
     assert pair.peer_a.keypairs.current is not None or pair.peer_a.keypairs.next is not None
@@ -62,7 +62,7 @@ def test_initiation_flood_from_one_peer_limited():
         pair.peer_b.last_sent_handshake = None
         pair.clock.advance(0.0175)  # past the 16.7 ms timestamp whitening, under 20 ms
         device_a._send_initiation(pair.peer_b, pair.now, retry=False)
-        initiations.append(device_a.to_network.pop()[0])
+        initiations.append(device_a.take_datagrams()[-1][0])
     for message in initiations:
         device_b.receive_datagram(message, pair.a.endpoint, pair.now)
     assert device_b.drops[DropReason.INITIATION_FLOOD] >= 1
@@ -124,7 +124,7 @@ def test_fuzz_receive_no_exception_no_state_change(case):
     total_before = sum(pair.b.device.drops.values())
     pair.b.device.receive_datagram(datagram, ("203.0.113.9", 4444), pair.now + 1)
     after = _snapshot(pair)
-    assert pair.b.device.to_tun == []
+    assert pair.b.device.take_packets() == []
     # an unauthenticated datagram changes no state; it is counted as a drop (or answered
     # with a cookie, which is also counted)
     assert after == before

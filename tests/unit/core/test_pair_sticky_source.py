@@ -29,7 +29,7 @@ def captured_transport(pair: Pair, payload: bytes) -> bytes:
 def b_reply_endpoint(pair: Pair) -> tuple:
     device = pair.b.device
     device.send_packet(ipv4_packet("10.9.0.2", "10.9.0.1", b"reply"), pair.now)
-    out, device.to_network = device.to_network, []
+    out = device.take_datagrams()
     assert len(out) == 1
     return out[0][1]
 
@@ -51,11 +51,11 @@ def test_source_is_learnt_from_authenticated_packets_and_replies_carry_it() -> N
     assert device.drops[DropReason.DECRYPT_DATA] == 1
     assert pair.peer_a.endpoint == (*A_ENDPOINT, SOURCE_1)
     # an authenticated packet to another local address does, as roaming
-    device.events.clear()
+    device.take_events()
     device.receive_datagram(captured_transport(pair, b"three"), (*A_ENDPOINT, SOURCE_2),
                             pair.now)
     assert pair.peer_a.endpoint == (*A_ENDPOINT, SOURCE_2)
-    assert [e.kind for e in device.events] == [EventKind.ENDPOINT_CHANGED]
+    assert [e.kind for e in device.take_events()] == [EventKind.ENDPOINT_CHANGED]
     assert b_reply_endpoint(pair) == (*A_ENDPOINT, SOURCE_2)
     # the operator's view has no source; the cookie of a source is that of its address
     assert device_state(device).peers[0].endpoint == A_ENDPOINT
@@ -71,7 +71,7 @@ def test_handshake_from_a_source_is_answered_from_it() -> None:
     initiation = next(d for _, d in pair.wire if d[0] == 1)
     device = pair.b.device
     device.receive_datagram(initiation, (*A_ENDPOINT, SOURCE_1), pair.now)
-    (response, endpoint), = device.to_network
+    (response, endpoint), = device.take_datagrams()
     assert response[0] == 2 and endpoint == (*A_ENDPOINT, SOURCE_1)
 
 
@@ -91,12 +91,11 @@ def test_a_handshake_retransmission_forgets_the_source() -> None:
     pair.peer_a.endpoint = (*A_ENDPOINT, SOURCE_1)  # learnt earlier
     device = pair.b.device
     device.send_packet(ipv4_packet("10.9.0.2", "10.9.0.1"), pair.now)
-    (initiation, endpoint), = device.to_network
+    (initiation, endpoint), = device.take_datagrams()
     assert initiation[0] == 1 and endpoint == (*A_ENDPOINT, SOURCE_1)
-    device.to_network = []
     pair.clock.advance(REKEY_TIMEOUT + 0.5)
     device.on_timer(pair.now)
-    (retry, endpoint), = device.to_network
+    (retry, endpoint), = device.take_datagrams()
     # the kernel clears the cached source in case it is why nobody answers
     assert retry[0] == 1 and endpoint == A_ENDPOINT
     assert pair.peer_a.endpoint == A_ENDPOINT

@@ -28,11 +28,11 @@ def test_packets_reach_the_one_established_peer_among_a_thousand() -> None:
     assert len(b.indices) == PEERS  # one session + 999 pending handshakes
     for i in range(50):
         a.send_packet(ipv4_packet(A_ADDRESS, B_ADDRESS, 64 + i), 1.0)
-    out, a.to_network = a.to_network, []
+    out = a.take_datagrams()
     assert {endpoint for _, endpoint in out} == {("192.0.2.2", 51821)}
     for datagram, _ in out:
         b.receive_datagram(datagram, A_ENDPOINT, 1.0)
-    assert [len(p) for p in b.to_tun] == [64 + i for i in range(50)]
+    assert [len(p) for p in b.take_packets()] == [64 + i for i in range(50)]
     assert not b.drops
 
 
@@ -41,7 +41,7 @@ def test_each_destination_routes_to_its_own_peer_among_a_thousand() -> None:
     chosen = random.Random(5).sample(range(PEERS - 1), 40)
     for i in chosen:
         a.send_packet(ipv4_packet(A_ADDRESS, str(filler_networks(i)[0].network_address), 64), 2.0)
-    out, a.to_network = a.to_network, []
+    out = a.take_datagrams()
     # no session with the extra peers: each packet triggers an initiation to that peer's endpoint
     assert [endpoint for _, endpoint in out] == [("192.0.2.200", 1024 + i) for i in chosen]
     assert all(datagram[0] == 1 for datagram, _ in out)
@@ -55,34 +55,33 @@ def test_each_destination_routes_to_its_own_peer_among_a_thousand() -> None:
 def test_idle_peers_arm_no_timer() -> None:
     rng = random.Random(9).randbytes
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     for i in range(PEERS):
-        peer = device.add_peer(rng(32), 0.0)
+        peer = device.add_peer(rng(32))
         device.allowed_ips.insert(filler_networks(i)[0], peer)
         device.set_endpoint(peer, ("192.0.2.200", 1024 + i))
     assert device.next_deadline() is None  # the IO loop sleeps until a packet arrives
     device.on_timer(1000.0)
-    assert device.to_network == [] and device.next_deadline() is None
+    assert device.take_datagrams() == [] and device.next_deadline() is None
 
 
 def test_keepalive_timers_fire_only_when_due() -> None:
     rng = random.Random(11).randbytes
     device = Device(rng=rng)
-    device.set_private_key(crypto.generate_keypair(rng(32))[0], 0.0)
+    device.set_private_key(crypto.generate_keypair(rng(32))[0])
     peers = []
     for i in range(200):
-        peer = device.add_peer(rng(32), 0.0)
+        peer = device.add_peer(rng(32))
         device.set_endpoint(peer, ("192.0.2.200", 1024 + i))
         peers.append(peer)
     # turning keepalive on sends one at once (no session yet: an initiation per peer)
     for i, peer in enumerate(peers):
         device.set_persistent_keepalive(peer, 25, float(i) / 100)
-    assert len(device.to_network) == 200
-    device.to_network.clear()
+    assert len(device.take_datagrams()) == 200
     deadline = device.next_deadline()
     assert deadline is not None and deadline > 1.0
     device.on_timer(deadline - 0.001)
-    assert device.to_network == []  # nothing is due before the earliest deadline
+    assert device.take_datagrams() == []  # nothing is due before the earliest deadline
 
 
 def test_handshakes_with_many_initiators_all_complete() -> None:
@@ -94,15 +93,16 @@ def test_prebuilt_initiations_carry_increasing_timestamps_per_peer() -> None:
     rng = random.Random(4).randbytes
     responder = Device(rng=rng)
     private, public = crypto.generate_keypair(rng(32))
-    responder.set_private_key(private, 0.0)
-    responder.under_load_rate = 1 << 30
+    responder.set_private_key(private)
+    responder.under_load.rate = 1 << 30
     devices = initiators(public, 5)
     for device in devices:
-        responder.add_peer(device.public_key, 0.0)  # type: ignore[arg-type]
+        responder.add_peer(device.public_key)  # type: ignore[arg-type]
     # built round-robin ahead of time, as the daemon benchmark does, then delivered in order
     messages = [initiate(d, i, k * 200.0) for k in (1, 2, 3) for i, d in enumerate(devices)]
     for n, message in enumerate(messages):
         responder.receive_datagram(message, ("10.0.0.2", 4000), 700.0 + n)
-    kinds = [datagram[0] for datagram, _ in responder.to_network]
+    out = responder.take_datagrams()
+    kinds = [datagram[0] for datagram, _ in out]
     assert kinds == [2] * len(messages), dict(responder.drops)
-    assert {endpoint for _, endpoint in responder.to_network} == {("10.0.0.2", 4000)}
+    assert {endpoint for _, endpoint in out} == {("10.0.0.2", 4000)}

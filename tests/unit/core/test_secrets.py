@@ -100,7 +100,7 @@ def test_wrong_length_key_error_names_no_key() -> None:
     device = Device(rng=lambda n: bytes(n))
     secret = generate_private_key()
     with pytest.raises((WgError, ValueError)) as caught:
-        device.set_private_key(secret[:31], 0.0)
+        device.set_private_key(secret[:31])
     for form in forms(secret[:31]):
         assert form not in str(caught.value)
 

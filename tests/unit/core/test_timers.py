@@ -182,5 +182,5 @@ def test_the_timer_heap_holds_one_live_entry_per_peer():
         pair.a_sends(b"answer")
         pair.tick(KEEPALIVE_TIMEOUT + 1)
     for device in (pair.a.device, pair.b.device):
-        live = [entry for entry in device._heap if entry[0] >= pair.now]
-        assert len(live) <= 2, sorted(entry[0] for entry in live)
+        live = [deadline for deadline in device.timers.queued() if deadline >= pair.now]
+        assert len(live) <= 2, sorted(live)

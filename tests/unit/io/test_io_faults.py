@@ -221,7 +221,7 @@ def test_exceptions_out_of_housekeeping_and_timers_do_not_end_the_loop(faulty, c
     loop.on_housekeeping.extend([broken_check, lambda: ran.append(clock.now)])
 
     def broken_timer(now: float) -> None:
-        device.to_network.append((b"before the bug", device.peer))
+        device.datagrams.append((b"before the bug", device.peer))
         raise RuntimeError("timer bug")
 
     device.on_timer = broken_timer

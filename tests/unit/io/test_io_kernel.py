@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
+from wgpy.core.device import Device
 from wgpy.io import tun_linux, udp
 from wgpy.io.tun_linux import LinkGone, TunDevice, TunDropped
 
@@ -393,23 +394,13 @@ def test_the_mtu_is_followed_after_the_interface_moved_to_another_namespace() ->
     The loop's link socket sees it leave (RTM_DELLINK), is re-made where it went, and follows
     the MTU there; current_mtu (the fallback poll) asks there too. Before, both asked the
     daemon's own namespace (SIOCGIFMTU by name: ENODEV) and the MTU stayed 1420 for good."""
-    import collections
-
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.memory import MemoryNetwork, MemoryUdp
-
-    class Device:
-        def __init__(self) -> None:
-            self.peers: dict = {}
-            self.to_network: list = []
-            self.to_tun: list = []
-            self.drops: collections.Counter = collections.Counter()
-            self.mtu = 1420
 
     def body() -> None:
         other = f"wgpy-unit-moved-{os.getpid()}"
         tun = TunDevice.create("wgmv0", 1420)
-        device = Device()
+        device = Device(rng=os.urandom)
         udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
         udp.open(51820)
         loop = DeviceLoop(device, tun, udp, clock=lambda: 1000.0)

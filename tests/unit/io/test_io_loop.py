@@ -11,18 +11,20 @@ import logging
 
 import pytest
 
+from wgpy.errors import DropReason
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
 
 
 class ScriptedDevice:
-    """Echoes: a TUN packet p becomes datagram b"enc:"+p to `peer`; a datagram d from the
-    network becomes TUN packet b"dec:"+d. Timers fire at `deadline`."""
+    """A core (io/loop.py's Core) that echoes: a TUN packet p becomes datagram b"enc:"+p to
+    `peer`; a datagram d from the network becomes TUN packet b"dec:"+d. Timers fire at
+    `deadline`."""
 
     def __init__(self, peer: tuple[str, int]) -> None:
         self.peer = peer
-        self.to_network: list = []
-        self.to_tun: list = []
+        self.datagrams: list = []  # what take_datagrams hands over next
+        self.packets: list = []  # what take_packets hands over next
         self.sent_packets: list = []
         self.received: list = []
         self.deadline: float | None = None
@@ -30,16 +32,17 @@ class ScriptedDevice:
         self.drops: collections.Counter = collections.Counter()
         self.wall_offset = 0.0
         self.mtu = 1420
+        self.peers: dict = {}
 
     def send_packet(self, packet: bytes, now: float) -> None:
         self.sent_packets.append((packet, now))
-        self.to_network.append((b"enc:" + packet, self.peer))
+        self.datagrams.append((b"enc:" + packet, self.peer))
 
     def receive_datagram(self, data: bytes, src, now: float) -> None:
         self.received.append((data, src, now))
         if data == b"boom":
             raise RuntimeError("a core bug")
-        self.to_tun.append(b"dec:" + data)
+        self.packets.append(b"dec:" + data)
 
     def send_packets(self, packets, now: float) -> None:
         for packet in packets:
@@ -55,7 +58,18 @@ class ScriptedDevice:
     def on_timer(self, now: float) -> None:
         self.timer_calls.append(now)
         self.deadline = None
-        self.to_network.append((b"timer", self.peer))
+        self.datagrams.append((b"timer", self.peer))
+
+    def take_datagrams(self) -> list:
+        datagrams, self.datagrams = self.datagrams, []
+        return datagrams
+
+    def take_packets(self) -> list:
+        packets, self.packets = self.packets, []
+        return packets
+
+    def take_events(self) -> list:
+        return []
 
 
 class FakeClock:
@@ -95,7 +109,7 @@ def test_tun_packets_are_encrypted_in_batches_and_flushed_to_the_network(rig):
     assert [p for p, _ in device.sent_packets] == [b"p0", b"p1", b"p2", b"p3"]
     assert all(now == clock.now for _, now in device.sent_packets)
     assert [d for d, _ in udp.sent] == [b"enc:p0", b"enc:p1", b"enc:p2", b"enc:p3"]
-    assert device.to_network == []
+    assert device.datagrams == []
     drain(loop)
     assert [d for d, _ in udp.sent] == [b"enc:p%d" % i for i in range(10)]
     assert all(ep == ("192.0.2.2", 51821) for _, ep in udp.sent)
@@ -191,7 +205,7 @@ def test_stop_ends_run_with_the_reason(rig):
 def test_drop_counters_are_logged_at_debug_level_once_per_interval(rig, caplog):
     loop, device, _tun, _udp, _remote, clock = rig
     loop.run_once(max_wait=0)
-    device.drops["unknown receiver index"] += 3
+    device.drops[DropReason.UNKNOWN_RECEIVER] += 3
     with caplog.at_level(logging.DEBUG, logger="wgpy.io.loop"):
         loop.run_once(max_wait=0)
         assert caplog.messages == []  # not before the housekeeping interval

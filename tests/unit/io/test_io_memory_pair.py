@@ -37,7 +37,7 @@ def ipv4_packet(src: str, dst: str, payload: bytes) -> bytes:
 class Side:
     def __init__(self, network: MemoryNetwork, host: str, port: int, clock: Clock) -> None:
         self.device = Device(rng=secrets.token_bytes)
-        self.device.set_private_key(generate_private_key(), clock.now)
+        self.device.set_private_key(generate_private_key())
         self.udp = MemoryUdp(network, host)
         self.device.listen_port = self.udp.open(port)
         self.tun = MemoryTun()
@@ -50,10 +50,10 @@ def pair():
     network = MemoryNetwork()
     a = Side(network, "192.0.2.1", 51820, clock)
     b = Side(network, "192.0.2.2", 51821, clock)
-    peer_b = a.device.add_peer(b.device.public_key, clock.now)
+    peer_b = a.device.add_peer(b.device.public_key)
     a.device.set_endpoint(peer_b, ("192.0.2.2", 51821))
     a.device.allowed_ips.insert(ipaddress.ip_network("10.0.0.2/32"), peer_b)
-    peer_a = b.device.add_peer(a.device.public_key, clock.now)
+    peer_a = b.device.add_peer(a.device.public_key)
     b.device.allowed_ips.insert(ipaddress.ip_network("10.0.0.1/32"), peer_a)
     yield a, b, network, clock
     for side in (a, b):

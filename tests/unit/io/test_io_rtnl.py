@@ -3,11 +3,13 @@ loop does with its findings."""
 
 from __future__ import annotations
 
+import os
 import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wgpy.core.device import Device
 from wgpy.core.peer import Peer
 from wgpy.io import rtnl
 from wgpy.io.rtnl import Changes, parse_messages
@@ -85,24 +87,15 @@ def test_any_bytes_parse_without_raising(buffer: bytes, ifindex: int) -> None:
 
 def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
     """After a flush, the sources UdpBind reported stale are dropped from the core's peers."""
-    import collections
-
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+    from wgpy.keys import generate_private_key, public_key
 
-    class Device:
-        def __init__(self) -> None:
-            self.peers: dict[bytes, Peer] = {}
-            self.to_network: list = []
-            self.to_tun: list = []
-            self.drops: collections.Counter = collections.Counter()
-            self.mtu = 1420
-
-    device = Device()
-    kept, gone = Peer(b"k" * 32), Peer(b"g" * 32)
+    device = Device(rng=os.urandom)
+    device.set_private_key(generate_private_key())
+    kept, gone = (device.add_peer(public_key(generate_private_key())) for _ in "kg")
     kept.endpoint = ("192.0.2.7", 1, b"source-kept")
     gone.endpoint = ("192.0.2.8", 1, b"source-gone")
-    device.peers = {kept.public_key: kept, gone.public_key: gone}
     udp = MemoryUdp(MemoryNetwork(), "192.0.2.1")
     udp.open(51820)
     sent = udp.send_batch
@@ -115,7 +108,7 @@ def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
     loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0)
     try:
         assert udp.drops is device.drops  # SEND_BUFFER_FULL lands in the core's counter
-        device.to_network.append((b"x", gone.endpoint))
+        device.set_persistent_keepalive(gone, 25, 1000.0)  # an initiation, from source-gone
         loop.flush()
         assert gone.endpoint == ("192.0.2.8", 1)
         assert kept.endpoint == ("192.0.2.7", 1, b"source-kept")
@@ -126,8 +119,6 @@ def test_the_loop_forgets_a_source_the_bind_found_gone() -> None:
 
 def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_invalid(
         monkeypatch) -> None:
-    import collections
-
     from wgpy.io import loop as loop_module
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
@@ -147,21 +138,14 @@ def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_in
         def close(self) -> None:
             pass
 
-    class Device:
-        def __init__(self) -> None:
-            self.peers: dict[bytes, Peer] = {}
-            self.to_network: list = []
-            self.to_tun: list = []
-            self.drops: collections.Counter = collections.Counter()
-            self.mtu = 1420
 
-    device = Device()
+    device = Device(rng=os.urandom)
     peers = [Peer(bytes([i]) * 32) for i in range(4)]
     peers[0].endpoint = ("192.0.2.1", 1, b"kept")
     peers[1].endpoint = ("192.0.2.1", 1, b"kept")  # the same endpoint: asked once
     peers[2].endpoint = ("192.0.2.2", 1, b"gone")
     peers[3].endpoint = ("192.0.2.3", 1)  # no source: nothing to ask
-    device.peers = {p.public_key: p for p in peers}
+    device.peers.update({p.public_key: p for p in peers})
     udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
     udp.open(51820)
     loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0)
@@ -188,20 +172,10 @@ def test_an_mtu_set_before_the_loop_subscribes_is_followed() -> None:
     before the daemon subscribed to link events: that change brings no event, so the loop
     reads the MTU once when it subscribes (before, the daemon kept padding for 1420 behind a
     1340 interface: TestWgThroughWg's tcp_v6 saw its 1376-byte GSO runs refused, EMSGSIZE)."""
-    import collections
-
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
 
-    class Device:
-        def __init__(self) -> None:
-            self.peers: dict[bytes, Peer] = {}
-            self.to_network: list = []
-            self.to_tun: list = []
-            self.drops: collections.Counter = collections.Counter()
-            self.mtu = 1420
-
-    device = Device()
+    device = Device(rng=os.urandom)
     tun = MemoryTun()
     udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
     udp.open(51820)

@@ -136,45 +136,13 @@ def udp4(payload: bytes, sport: int = 1234, dst: str = "10.7.0.1") -> bytes:
     return ip + udp + payload
 
 
-def udp6(payload: bytes) -> bytes:
-    src_b = socket.inet_pton(socket.AF_INET6, "fd07::2")
-    dst_b = socket.inet_pton(socket.AF_INET6, "fd07::1")
-    udp = struct.pack("!HHHH", 1234, 6000, 8 + len(payload), 0)
-    pseudo = src_b + dst_b + struct.pack("!I3xB", len(udp) + len(payload), 17)
-    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp + payload)) + udp[8:]
-    ip = struct.pack("!IHBB16s16s", 6 << 28, len(udp) + len(payload), 17, 64, src_b, dst_b)
-    return ip + udp + payload
-
-
-def test_udp_datagrams_of_a_flow_become_one_udp_gso_packet() -> None:
-    payloads = [bytes([i]) * 1000 for i in range(6)] + [b"end" * 100]
-    (write,) = coalesce([udp4(p) for p in payloads], udp=True)
-    assert vnet(write) == (tun_gro.VNET_HDR_F_NEEDS_CSUM, tun_gro.VNET_HDR_GSO_UDP_L4, 28, 1000,
-                           20, 6)
-    packet = joined(write)
-    assert packet[28:] == b"".join(payloads)
-    assert struct.unpack("!H", packet[2:4])[0] == len(packet)
-    assert struct.unpack("!H", packet[24:26])[0] == len(packet) - 20
-    assert checksum(packet[:20]) == 0
-    (write6,) = coalesce([udp6(b"q" * 500) for _ in range(4)], udp=True)
-    assert vnet(write6)[1:4] == (tun_gro.VNET_HDR_GSO_UDP_L4, 48, 500)
-    assert struct.unpack("!H", joined(write6)[4:6])[0] == 8 + 2000
-
-
-def test_udp_is_left_alone_unless_asked_for() -> None:
+def test_udp_is_written_datagram_by_datagram_and_ends_open_groups() -> None:
     packets = [udp4(b"a" * 100) for _ in range(3)]
     assert [w[1] for w in coalesce(packets)] == packets
-
-
-def test_udp_groups_split_by_flow_size_and_count() -> None:
-    mixed = [udp4(b"a" * 100, sport=1), udp4(b"b" * 100, sport=2), udp4(b"a" * 100, sport=1)]
-    assert [len(joined(w)) - 28 for w in coalesce(mixed, udp=True)] == [200, 100]
-    growing = [udp4(b"a" * 100), udp4(b"a" * 200)]  # a longer one cannot follow
-    assert len(coalesce(growing, udp=True)) == 2
-    many = [udp4(b"m" * 10) for _ in range(100)]
-    assert [len(joined(w)) - 28 for w in coalesce(many, udp=True)] == [640, 360]
     tcp_and_udp = [tcp4(b"t" * 100, 0), udp4(b"u" * 100), tcp4(b"t" * 100, 100)]
-    assert len(coalesce(tcp_and_udp, udp=True)) == 2  # separate groups, each flow in order
+    assert [w[1] for w in coalesce(tcp_and_udp)] == tcp_and_udp
+    with pytest.raises(ValueError):
+        coalesce(packets, udp=True)  # measured and removed (README)
 
 
 @pytest.mark.parametrize("flags", [SYN | ACK, FIN | ACK, ACK | 0x04, ACK | 0x40, 0])
@@ -202,7 +170,7 @@ CLONE_NEWNET = 0x40000000
 
 
 @pytest.mark.e2e  # root: a network namespace (tests/conftest.py)
-def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
+def test_kernel_accepts_coalesced_tcp_writes() -> None:
     from test_io_kernel import in_new_netns
 
     from wgpy.io.tun_linux import TunDevice
@@ -240,20 +208,6 @@ def test_kernel_accepts_coalesced_writes_for_tcp_and_udp() -> None:
         assert received == b"".join(data)
         conn.close()
         listener.close()
-        # UDP: one coalesced write arrives as the original datagrams, v4 and v6
-        subprocess.run(["ip", "addr", "add", "fd07::1/64", "dev", "wgdgro0", "nodad"], check=True)
-        for family, address, build in ((socket.AF_INET, "10.7.0.1", udp4),
-                                       (socket.AF_INET6, "fd07::1", udp6)):
-            receiver = socket.socket(family, socket.SOCK_DGRAM)
-            receiver.bind((address, 6000))
-            receiver.settimeout(2)
-            datagrams = [os.urandom(700) for _ in range(9)] + [b"last"]
-            packets = [build(d) for d in datagrams]
-            assert len(coalesce(packets, udp=True)) == 1
-            tun.udp_gro = True
-            tun.write_batch(packets)
-            assert [receiver.recv(2000) for _ in datagrams] == datagrams
-            receiver.close()
         tun.close()
 
     in_new_netns(body)
@@ -269,8 +223,6 @@ def _segments(write: list) -> list[tuple]:
         return [_describe(data)]
     header, payload = data[:hdr_len], data[hdr_len:]
     chunks = [payload[i : i + gso_size] for i in range(0, len(payload), gso_size)]
-    if gso_type == tun_gro.VNET_HDR_GSO_UDP_L4:
-        return [("udp", _flow(header, header[0] >> 4 == 6), chunk) for chunk in chunks]
     v6 = gso_type == tun_gro.VNET_HDR_GSO_TCPV6
     tcp_at = 40 if v6 else 20
     seq = struct.unpack_from("!I", header, tcp_at + 4)[0]
@@ -328,9 +280,8 @@ _FLOWS = [
         ),
         max_size=80,
     ),
-    st.booleans(),
 )
-def test_coalesced_writes_cut_back_into_the_same_segments_per_flow(story, udp: bool) -> None:
+def test_coalesced_writes_cut_back_into_the_same_segments_per_flow(story) -> None:
     next_seq = [1000, 5000, 9000, 70000]
     packets = []
     for step in story:
@@ -344,7 +295,7 @@ def test_coalesced_writes_cut_back_into_the_same_segments_per_flow(story, udp: b
             packets.append(udp4(b"u" * step[1]))
         else:
             packets.append(bytes([0x45]) + bytes(8) + bytes([1]) + bytes(30))
-    writes = coalesce(packets, udp=udp)
+    writes = coalesce(packets)
     got = [segment for write in writes for segment in _segments(write)]
     want = [_describe(packet) for packet in packets]
     assert sorted(map(repr, got)) == sorted(map(repr, want))  # nothing lost, made up or changed
@@ -352,7 +303,7 @@ def test_coalesced_writes_cut_back_into_the_same_segments_per_flow(story, udp: b
         assert [d for d in got if (d[0], d[1]) == key] == [d for d in want if (d[0], d[1]) == key]
     # a packet that is not coalesced is a barrier: nothing crosses it, in either direction
     def barrier(d: tuple) -> bool:
-        return d[0] == "other" or (d[0] == "udp" and not udp) or (
+        return d[0] in ("other", "udp") or (
             d[0] == "tcp" and (d[3] & ~PSH != ACK or not d[5]))
 
     def between_barriers(descriptions: list[tuple]) -> list[list[str]]:
@@ -410,16 +361,6 @@ def test_a_bad_ipv4_header_checksum_or_checksum_field_is_not_merged() -> None:
     for bad in (bad_ip, bad_field):
         writes = coalesce([good[0], bad, good[2]])
         assert [single(w) for w in writes] == [good[0], bad, good[2]]
-
-
-def test_a_bad_udp_checksum_is_not_merged_and_zero_means_none() -> None:
-    good = [udp4(bytes([i]) * 200) for i in range(4)]
-    bad = corrupt(good[2])
-    writes = coalesce(good[:2] + [bad, good[3]], udp=True)
-    assert [single(w) for w in writes][1:] == [bad, good[3]]
-    assert joined(writes[0])[28:] == bytes([0]) * 200 + bytes([1]) * 200
-    no_checksum = [p[:26] + b"\0\0" + p[28:] for p in good]  # UDPv4: 0 = not computed
-    assert len(coalesce(no_checksum, udp=True)) == 1
 
 
 def _valid(packet: bytes) -> bool:
