@@ -4,14 +4,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
+from load_peers import measure
 from netns import Topology
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from peers import measure
 
 NETNS_PREFIX = "wgx"
 pytestmark = pytest.mark.e2e
@@ -32,7 +28,7 @@ def test_out_of_descriptors_the_daemon_idles_and_still_answers_wg(topo: Topology
     import socket
     import time
 
-    from peers import cpu_seconds
+    from procstat import cpu_seconds
 
     from wgpy.control.server import socket_path
 

@@ -4,15 +4,10 @@ RSS is sampled; short here (WGPY_SOAK_SECONDS, default 20), longer as a bench.""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
+from load_soak import MAX_EXTRA_PEERS, soak
 from netns import Topology
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from soak import MAX_EXTRA_PEERS, soak
 
 NETNS_PREFIX = "wgx"
 pytestmark = pytest.mark.e2e

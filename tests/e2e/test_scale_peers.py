@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from load_handshakes import initiators, measure_responder, prebuilt_initiations
 from netns import Topology
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from handshakes import initiators, measure_responder, prebuilt_initiations
-from peers import cpu_seconds
+from procstat import cpu_seconds
 
 NETNS_PREFIX = "wgs"
 PEERS = 1000

@@ -8,13 +8,9 @@ assert behaviour only.
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-
-from handshakes import core_rate, initiate, initiators
-from scale import A_ADDRESS, A_ENDPOINT, B_ADDRESS, filler_networks, ipv4_packet, scaled_pair
+from load_handshakes import core_rate, initiate, initiators
+from load_scale import A_ADDRESS, A_ENDPOINT, B_ADDRESS, filler_networks, ipv4_packet, scaled_pair
 
 from wgpy.core import crypto
 from wgpy.core.device import Device
