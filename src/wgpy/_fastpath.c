@@ -29,6 +29,7 @@
 #define VNET_HDR_GSO_NONE 0
 #define VNET_HDR_GSO_TCPV4 1
 #define VNET_HDR_GSO_TCPV6 4
+#define VNET_HDR_GSO_ECN 0x80
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
@@ -550,7 +551,10 @@ static PyObject *tso_segment(PyObject *self, PyObject *arg)
             }
             uint8_t *p = (uint8_t *)PyBytes_AS_STRING(one);
             unsigned sum = sum16(p + csum_start, (size_t)(length - csum_start));
-            put_be16(p + csum_start + csum_offset, ~sum & 0xFFFF);
+            /* a result of 0 goes out as 0xFFFF, as the kernel's skb_checksum_help (for UDP,
+             * 0 would mean "no checksum", which IPv6 forbids) */
+            unsigned check = ~sum & 0xFFFF;
+            put_be16(p + csum_start + csum_offset, check ? check : 0xFFFF);
         }
         out = PyList_New(1);
         if (out == NULL) {
@@ -560,10 +564,12 @@ static PyObject *tso_segment(PyObject *self, PyObject *arg)
         PyList_SET_ITEM(out, 0, one);
         goto done;
     }
+    /* the ECN flag (TUN_F_TSO_ECN: the super-packet carries CWR) changes nothing here: CWR
+     * stays on the first segment only, as for any super-packet (tcp_gso_segment) */
     int v6;
-    if (gso_type == VNET_HDR_GSO_TCPV4)
+    if ((gso_type & ~VNET_HDR_GSO_ECN) == VNET_HDR_GSO_TCPV4)
         v6 = 0;
-    else if (gso_type == VNET_HDR_GSO_TCPV6)
+    else if ((gso_type & ~VNET_HDR_GSO_ECN) == VNET_HDR_GSO_TCPV6)
         v6 = 1;
     else {
         tso_error("not TCPv4/TCPv6 GSO");

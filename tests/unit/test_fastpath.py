@@ -444,7 +444,12 @@ def super_packets(draw):
     payload = (payload * (payload_len // max(len(payload), 1) + 1))[:payload_len]
     gso_size = draw(st.one_of(st.integers(1, 2000), st.sampled_from([1280, 1400, 1448]),
                               st.integers(1, 65535)))
-    vnet = struct.pack("<BBHHHH", 1, 4 if v6 else 1, header_len, gso_size, len(ip), 16)
+    # the kernel's hdr_len is skb_headlen (the linear part), not the headers: never trusted;
+    # the ECN flag comes with a super-packet that carries CWR (TUN_F_TSO_ECN)
+    hdr_len = draw(st.one_of(st.just(header_len), st.integers(0, 0xFFFF)))
+    gso_type = (4 if v6 else 1) | (0x80 if draw(st.booleans()) else 0)
+    vnet = struct.pack("<BBHHHH", draw(st.sampled_from([1, 3])), gso_type, hdr_len, gso_size,
+                       len(ip), 16)
     return vnet + ip + tcp + payload
 
 
@@ -462,17 +467,34 @@ def test_tso_segment_same_bytes_and_valid_segments(c, data, kind) -> None:
     gso_size = int.from_bytes(data[4:6], "little")
     payload = data[10 + header_len:]
     assert b"".join(s[header_len:] for s in segments) == payload
+    original = data[10:10 + header_len]
+    seq = int.from_bytes(original[l4 + 4:l4 + 8], "big")
+    ip_id = int.from_bytes(original[4:6], "big")
+    flags = original[l4 + 13]
+    assert len(segments) == max(1, -(-len(payload) // gso_size))
     for index, segment in enumerate(segments):
         assert len(segment) - header_len == min(gso_size, len(payload) - index * gso_size) or (
             not payload and len(segment) == header_len)
         if not v6 and l4 == 20:
             assert naive_checksums_valid(segment, 20, 6)
         assert _naive_tcp_valid(segment, l4, v6)
-        flags = segment[l4 + 13]
-        if index != len(segments) - 1:
-            assert not flags & 0x09
-        if index:
-            assert not flags & 0x80
+        # the fields a segmenter changes, as the kernel's tcp_gso_segment/inet_gso_segment
+        if v6:
+            assert int.from_bytes(segment[4:6], "big") == len(segment) - 40
+        else:
+            assert int.from_bytes(segment[2:4], "big") == len(segment)
+            assert int.from_bytes(segment[4:6], "big") == (ip_id + index) & 0xFFFF
+        assert int.from_bytes(segment[l4 + 4:l4 + 8], "big") == (seq + index * gso_size) % 2**32
+        last = index == len(segments) - 1
+        expected_flags = flags & ~((0 if last else 0x09) | (0x80 if index else 0))
+        assert segment[l4 + 13] == expected_flags  # FIN/PSH on the last only, CWR first only
+        # and nothing else: the headers are the original's but for those fields
+        unchanged = [(0, 2), (6, 10), (12, l4 + 4), (l4 + 8, l4 + 13), (l4 + 14, l4 + 16),
+                     (l4 + 18, header_len)] if not v6 else [
+                     (0, 4), (6, l4 + 4), (l4 + 8, l4 + 13), (l4 + 14, l4 + 16),
+                     (l4 + 18, header_len)]
+        for start, stop in unchanged:
+            assert segment[start:stop] == original[start:stop]
 
 
 def _naive_tcp_valid(segment: bytes, l4: int, v6: bool) -> bool:
@@ -486,7 +508,7 @@ def _naive_tcp_valid(segment: bytes, l4: int, v6: bool) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(vnet=st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 3, 4, 5, 0x81, 200]),
+@given(vnet=st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 3, 4, 5, 0x80, 0x81, 0x84, 0x85, 200]),
                       st.integers(0, 100), st.integers(0, 70), st.integers(0, 80),
                       st.sampled_from([0, 6, 16, 17, 60])),
        packet=st.binary(max_size=200), version=st.sampled_from([None, 0x45, 0x46, 0x60, 0x4F]))
@@ -499,6 +521,32 @@ def test_tso_segment_hostile_headers_same_outcome(c, vnet, packet, version) -> N
     _same(lambda: c.tso_segment(exact), lambda: P.tso_segment(exact))
     for cut in (0, 1, 9):
         _same(lambda cut=cut: c.tso_segment(exact[:cut]), lambda cut=cut: P.tso_segment(exact[:cut]))
+
+
+def test_tso_no_gso_partial_checksum_of_zero_goes_out_as_ffff(impl) -> None:
+    """A completed checksum of 0 is written as 0xFFFF, as the kernel's skb_checksum_help:
+    for UDP 0 means "no checksum" (and IPv6 receivers drop it)."""
+    for v6 in (False, True):
+        payload = bytearray(b"\x11\x22" * 20)
+        if v6:
+            ip = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(payload), 17, 64, b"\x20" * 16,
+                             b"\x21" * 16)
+            pseudo_sum = P._fold(sum(struct.unpack("!16H", ip[8:40])) + 17 + 8 + len(payload))
+        else:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0,
+                             bytes([10, 1, 2, 3]), bytes([10, 3, 2, 1]))
+            pseudo_sum = P._fold(sum(struct.unpack("!4H", ip[12:20])) + 17 + 8 + len(payload))
+        udp = bytearray(struct.pack("!HHHH", 1000, 2000, 8 + len(payload), pseudo_sum)) + payload
+        # make the whole sum 0xFFFF: the last payload word takes what is missing
+        udp[-2:] = b"\0\0"
+        rest = P._fold(sum(struct.unpack(f"!{len(udp) // 2}H", udp)))
+        udp[-2:] = (0xFFFF - rest).to_bytes(2, "big")
+        assert P._fold(sum(struct.unpack(f"!{len(udp) // 2}H", udp))) == 0xFFFF
+        l4 = len(ip)
+        data = struct.pack("<BBHHHH", 1, 0, 0, 0, l4, 6) + ip + bytes(udp)
+        (packet,) = impl.tso_segment(data)
+        assert packet[l4 + 6:l4 + 8] == b"\xff\xff"
+        assert packet[:l4 + 6] == ip + bytes(udp[:6]) and packet[l4 + 8:] == bytes(udp[8:])
 
 
 def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:

@@ -9,6 +9,19 @@ When the interface is deleted (`ip link del`, which is how wg-quick stops a user
 implementation) the kernel detaches our file: poll reports an error and read fails with EBADFD.
 `read_packet` turns that into `LinkGone`.
 
+TSO reads (`set_offloads(TSO_OFFLOADS)`, only with IFF_VNET_HDR): the kernel then hands the TUN
+what it would hand a NIC that segments TCP itself -- one read of up to 64 KB holding a whole
+run of a TCP stream (a "super-packet": gso_type TCPV4/TCPV6, gso_size = the MSS, the TCP
+checksum partial), and TCP/UDP packets with their checksum left to the device (NEEDS_CSUM, no
+GSO). `read_batch` cuts each super-packet into the IP packets a NIC would have sent and
+completes every checksum (wgpy.fastpath.tso_segment: in C when built), so the loop and the core
+see plain IP packets as before -- one syscall per ~45 of them instead of one each, and the
+sender's kernel no longer segments. A read whose virtio_net_hdr the segmenter refuses (short,
+an unknown GSO type, lengths that do not fit) is dropped and counted; the batch's other packets
+go on (`TunDropped` with EBADMSG, counted by the loop as a failed TUN read). The reader looks at
+every header whatever was negotiated, so a TUN fd adopted from a parent that turned offloads on
+(`from_fd`) reads right too.
+
 Any other failed read or write loses that packet and nothing else: ENOBUFS or ENOMEM when the
 kernel is short of memory, EIO while the interface is down, EINVAL for a packet it refuses, a
 full queue. The TUN finishes the batch and then raises `TunDropped` (an OSError) saying how
@@ -24,6 +37,7 @@ import os
 import socket
 import struct
 
+from wgpy.fastpath import tso_segment
 from wgpy.io.rtnl import (
     RTMGRP_LINK,
     RouteEvents,
@@ -47,15 +61,24 @@ IFF_MULTI_QUEUE = 0x0100
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
 TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
 # linux/sockios.h
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 
+# TSO for TCP over IPv4 and IPv6 (with the ECN variant: a super-packet that carries CWR is cut
+# like the others, CWR on its first segment only), which needs checksum offload (TUN_F_CSUM).
+# No USO: UDP is sent as the application wrote it.
+TSO_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+
 VNET_HDR_LEN = 10  # struct virtio_net_hdr (without num_buffers)
 IFNAMSIZ = 16
 MAX_PACKET = 65535
+# A read with IFF_VNET_HDR: the header and an IP packet of up to 64 KB (a super-packet is
+# one too; the kernel fails a read too short for the whole skb with EFAULT and drops it).
+MAX_VNET_READ = VNET_HDR_LEN + MAX_PACKET
 
 # errno values once the interface is gone (the kernel detached our file: EBADFD)
 _LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV})
@@ -109,6 +132,8 @@ class TunDevice:
         self.name = name
         self.vnet_hdr = vnet_hdr
         self.offloads = 0
+        self.bad_reads = 0  # reads whose vnet header could not be used (dropped)
+        self._pending: list[bytes] = []  # segments read_packet has not returned yet
         self.closed = False
         self.udp_gro = False  # coalesce UDP too (tun_gro.py: measured slower, off by default)
 
@@ -219,45 +244,74 @@ class TunDevice:
         return self.fd
 
     def read_packet(self) -> bytes | None:
-        """One IP packet, or None when nothing is queued. With vnet_hdr and no offloads the
-        header is all zero and is cut off here; `read_raw` keeps it for an offload-aware
-        reader."""
+        """One IP packet, or None when nothing is queued. With vnet_hdr the header is cut
+        off; the other segments of a TSO super-packet wait for the next read_packet or
+        read_batch. `read_raw` keeps the header."""
+        if self._pending:
+            return self._pending.pop(0)
+        if self.vnet_hdr:
+            packets = self.read_batch(1)
+            if not packets:
+                return None
+            self._pending = packets[1:]
+            return packets[0]
         try:
-            data = os.read(self.fd, MAX_PACKET)
+            return os.read(self.fd, MAX_PACKET)
         except BlockingIOError:
             return None
         except OSError as e:
             raise self._failed(e, 1) from None
-        return data[VNET_HDR_LEN:] if self.vnet_hdr else data
 
     def read_batch(self, limit: int) -> list[bytes]:
-        """Up to `limit` IP packets, fewer when the queue runs dry (one call per batch)."""
-        packets: list[bytes] = []
+        """IP packets, fewer when the queue runs dry (one call per batch): up to `limit`
+        reads, and no more reads once `limit` packets are in (a TSO super-packet read last
+        may bring the count over `limit` by up to ~45)."""
+        packets: list[bytes] = self._pending
+        if packets:
+            self._pending = []
         append = packets.append
         read = os.read
         fd = self.fd
+        bad = 0
         try:
             if self.vnet_hdr:
+                segment = tso_segment
+                extend = packets.extend
                 for _ in range(limit):
-                    append(read(fd, MAX_PACKET)[VNET_HDR_LEN:])
+                    data = read(fd, MAX_VNET_READ)
+                    # flags & NEEDS_CSUM or a gso_type: the segmenter's work; an all-zero
+                    # header (no offloads, or a packet with its checksums complete) is cut off
+                    if len(data) > VNET_HDR_LEN and not data[1] and not data[0] & 1:
+                        append(data[VNET_HDR_LEN:])
+                        continue
+                    try:
+                        extend(segment(data))
+                    except ValueError:
+                        bad += 1
+                    if len(packets) >= limit:
+                        break
             else:
                 for _ in range(limit):
                     append(read(fd, MAX_PACKET))
         except BlockingIOError:
             pass
         except OSError as e:
+            self.bad_reads += bad
             if e.errno in _LINK_GONE_ERRNOS and packets:
                 return packets  # deliver what we have; the next read reports it
-            failure = self._failed(e, 1)
+            failure = self._failed(e, 1 + bad)
             if isinstance(failure, TunDropped):
                 failure.packets = packets
             raise failure from None
+        if bad:
+            self.bad_reads += bad
+            raise TunDropped(errno.EBADMSG, bad, packets)
         return packets
 
     def read_raw(self) -> bytes | None:
         """One read as the kernel delivers it (vnet header included), None when empty."""
         try:
-            return os.read(self.fd, MAX_PACKET)
+            return os.read(self.fd, MAX_VNET_READ if self.vnet_hdr else MAX_PACKET)
         except BlockingIOError:
             return None
         except OSError as e:
