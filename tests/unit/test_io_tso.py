@@ -240,6 +240,11 @@ def test_a_bad_vnet_header_drops_that_read_only(impl) -> None:
         assert raised.value.dropped == 2
         assert raised.value.packets == [b"\x45first", b"\x45last"]
         assert tun.bad_reads == 2
+        os.read = fake_read  # type: ignore[assignment]
+        try:
+            assert tun.read_batch(128) == []  # nothing read twice
+        finally:
+            os.read = real_read  # type: ignore[assignment]
         tun.close()
 
     in_new_netns(body)

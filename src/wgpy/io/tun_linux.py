@@ -266,8 +266,9 @@ class TunDevice:
         """IP packets, fewer when the queue runs dry (one call per batch): up to `limit`
         reads, and no more reads once `limit` packets are in (a TSO super-packet read last
         may bring the count over `limit` by up to ~45)."""
-        packets: list[bytes] = self._pending
-        if packets:
+        packets: list[bytes] = []
+        if self._pending:  # what read_packet left of a super-packet comes first
+            packets = self._pending
             self._pending = []
         append = packets.append
         read = os.read
