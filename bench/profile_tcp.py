@@ -5,9 +5,11 @@
                                  [--impl CMD]
 
 Builds bench/compare.py's topology once (two namespaces, veth MTU 1500, tunnel MTU 1420),
-runs iperf3 a->b (b->a with --reverse) and prints the throughput, TCP retransmissions, and the
+runs iperf3 a->b (b->a with --reverse) and prints the throughput, TCP retransmissions, the
 counters that say where packets were lost (the UDP receive buffers of both namespaces, the TUN
-interfaces' drops). With --cprofile DIR both wgpy daemons run under cProfile and leave
+interfaces' drops), and each daemon's CPU time per 1420-byte tunnel packet carried (user +
+system, from /proc: unlike throughput this hardly depends on what else the machine runs, so it
+compares two versions even on a busy machine). With --cprofile DIR both wgpy daemons run under cProfile and leave
 DIR/a.prof and DIR/b.prof (the sending end is a unless --reverse); `python3 -m pstats` reads
 them. With --py-spy DIR both daemons are sampled by py-spy during the run (DIR/a.txt, DIR/b.txt:
 collapsed stacks, native frames included; bench/pyspy_top.py sums them up). The default implementation is `python3 -m wgpy.cli.daemon -f` (WGPY_* variables pass
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -39,6 +42,13 @@ def nstat(ns: Netns) -> dict[str, int]:
     return {name: int(values.get(name, 0)) for name in COUNTERS}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def link_drops(ns: Netns, ifname: str) -> tuple[int, int]:
     link = json.loads(ns.run(["ip", "-s", "-j", "link", "show", "dev", ifname]).stdout)[0]
     stats = link["stats64"]
@@ -51,6 +61,8 @@ def main() -> int:
     parser.add_argument("--reverse", action="store_true")
     parser.add_argument("--cprofile", metavar="DIR")
     parser.add_argument("--py-spy", metavar="DIR", dest="py_spy")
+    parser.add_argument("--perf", metavar="FILE",
+                        help="perf record -a during the run (perf report --sort comm,dso)")
     parser.add_argument("--impl", default="python3 -m wgpy.cli.daemon -f")
     args = parser.parse_args()
     argv = shlex.split(args.impl)
@@ -67,12 +79,22 @@ def main() -> int:
         else:
             tunnel = build_tunnel(topo, Implementation("impl", argv), 0)
         before = {ns: nstat(ns) for ns in (tunnel.a.ns, tunnel.b.ns)}
+        daemons = {label: namespace_pids(end.ns.name)[0]
+                   for label, end in (("a", tunnel.a), ("b", tunnel.b))}
+        cpu_before = {label: cpu_seconds(pid) for label, pid in daemons.items()}
         samplers = []
         if args.py_spy:
             samplers = _start_py_spy(Path(args.py_spy), tunnel, args.seconds)
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-a", "-q", "-o", args.perf, "--", "sleep",
+                                     str(max(1, int(args.seconds) - 1))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         report = topo.iperf3(tunnel.b.ns, tunnel.a.ns, tunnel.b.ip4,
                              ["-R"] if args.reverse else [], seconds=args.seconds)
+        cpu_after = {label: cpu_seconds(pid) for label, pid in daemons.items()}
         sent = report["end"]["sum_sent"]
+        packets = report["end"]["sum_received"]["bytes"] / 1368  # TCP payload per packet
         print(f"TCP {'b->a' if args.reverse else 'a->b'}: "
               f"{report['end']['sum_received']['bits_per_second'] / 1e9:.3f} Gbit/s, "
               f"{sent.get('retransmits', '?')} retransmits")
@@ -80,8 +102,13 @@ def main() -> int:
             after = nstat(end.ns)
             delta = {k: after[k] - before[end.ns][k] for k in COUNTERS if after[k] != before[end.ns][k]}
             rx_dropped, tx_dropped = link_drops(end.ns, end.ifname)
-            print(f"  {label}: {delta or 'no UDP/TCP loss counters moved'}; "
+            cpu = cpu_after[label] - cpu_before[label]
+            role = "receiver" if (label == "a") == args.reverse else "sender"
+            print(f"  {label} ({role}): {cpu / packets * 1e6:.2f} µs CPU per packet "
+                  f"({cpu:.2f} s); {delta or 'no UDP/TCP loss counters moved'}; "
                   f"{end.ifname} rx_dropped {rx_dropped} tx_dropped {tx_dropped}")
+        if perf is not None:
+            perf.wait(timeout=30)
         for sampler in samplers:
             sampler.wait(timeout=args.seconds + 30)
     if args.cprofile:

@@ -316,3 +316,17 @@ def _fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
+
+
+# --- GRO for the TUN: TCP segments of a flow into one super-packet ---------------------------
+
+def gro_coalesce(packets: Sequence[Buffer]) -> list[bytes]:
+    """The writes into a TUN with IFF_VNET_HDR for `packets`, in order: each a virtio_net_hdr
+    and the packet or coalesced TCP super-packet after it. The rules are io/tun_gro.py's
+    `coalesce` (TCP only); this is each of its iovec lists joined into one buffer."""
+    from wgpy.io.tun_gro import coalesce  # here: tun_gro takes its checksums from this module
+
+    if not isinstance(packets, (list, tuple)):
+        packets = list(packets)
+    return [b"".join(write) for write in coalesce(
+        [p if p.__class__ is bytes else bytes(_contiguous(p)) for p in packets])]

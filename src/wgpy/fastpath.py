@@ -10,6 +10,7 @@ with the same functions and the same bytes out. Callers import the functions fro
     internet_checksum(data) -> int
     checksums_valid(packet, l4_start, protocol) -> bool
     tso_segment(vnet_header_and_packet) -> list[bytes]
+    gro_coalesce(packets) -> list[bytes]  the TUN writes (vnet header + packet/super-packet)
 
 IMPLEMENTATION is "c" or "python"; DESCRIPTION says which and why, for the daemon's start-up
 log line and `wgpy demo`.
@@ -45,12 +46,14 @@ open_run = _impl.open_run
 internet_checksum = _impl.internet_checksum
 checksums_valid = _impl.checksums_valid
 tso_segment = _impl.tso_segment
+gro_coalesce = _impl.gro_coalesce
 
 __all__ = [
     "DESCRIPTION",
     "IMPLEMENTATION",
     "AeadContext",
     "checksums_valid",
+    "gro_coalesce",
     "internet_checksum",
     "open_run",
     "seal_run",

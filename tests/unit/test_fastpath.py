@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pairlib import seeded_rng
+from test_io_tun_gro import tcp4, tcp6, udp4
 
 from wgpy import _purepath
 from wgpy.constants import REJECT_AFTER_MESSAGES
@@ -453,6 +454,18 @@ def super_packets(draw):
     return vnet + ip + tcp + payload
 
 
+def super_packet_of(payload: bytes, gso_size: int, v6: bool = False) -> bytes:
+    """A vnet header and a TCP super-packet, as the kernel hands a TUN with TSO on."""
+    tcp = struct.pack("!HHIIBBHHH", 443, 50000, 1000, 77, 5 << 4, 0x18, 1024, 0, 0)
+    if v6:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, 0, 6, 64, b"\x20" * 16, b"\x21" * 16)
+    else:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 1, 0x4000, 64, 6, 0,
+                         bytes([10, 1, 2, 3]), bytes([10, 3, 2, 1]))
+    vnet = struct.pack("<BBHHHH", 1, 4 if v6 else 1, len(ip) + 20, gso_size, len(ip), 16)
+    return vnet + ip + tcp + payload
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
 @given(data=super_packets(), kind=st.integers(0, 3))
@@ -558,6 +571,78 @@ def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:
     assert impl.tso_segment(data) == [segment]
     plain = struct.pack("<BBHHHH", 0, 0, 0, 0, 0, 0) + segment
     assert impl.tso_segment(plain) == [segment]
+
+
+# --- GRO: coalescing TCP segments for the TUN ------------------------------------------------
+
+def _gro_flows():
+    timestamps = b"\x01\x01\x08\x0a" + bytes(8)
+    return [
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, sport=999, ack=ack),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack, options=timestamps),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack, dst="10.7.0.9"),
+        lambda payload, seq, flags, ack: tcp6(payload, seq, flags),
+    ]
+
+
+GRO_STEP = st.one_of(
+    st.tuples(st.just("tcp"), st.integers(0, 4),
+              st.sampled_from([None, None, None, 0, 1, 100, 500, 1199, 9000, 30000]),  # None: 1200
+              st.sampled_from([0x10, 0x10, 0x10, 0x18, 0x02, 0x11, 0x90, 0x50]),
+              st.sampled_from([0, 0, 0, 0, 7, -1200]),  # sequence gap
+              st.sampled_from([1, 1, 1, 2]),  # ack number
+              st.sampled_from([None] * 8 + [-1, 0, 1, 2, 6, 8, 9, 11, 24, 32, 33, 36, 45, 53, 57])),
+    st.tuples(st.just("udp"), st.sampled_from([1, 300])),
+    st.tuples(st.just("raw"), st.binary(max_size=80)),
+    st.tuples(st.just("v4-options"), st.just(0)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.data_too_large])
+@given(story=st.lists(GRO_STEP, max_size=70), kind=st.integers(0, 3))
+def test_gro_coalesce_same_writes_as_the_reference(c, story, kind) -> None:
+    """The C coalescer returns, byte for byte, tun_gro.coalesce's writes joined: flows mixed,
+    PSH/SYN/FIN/CWR, gaps, changed ack, short and huge segments (the 64 KB limit), corrupted
+    bytes anywhere (checksums, addresses, flags, options), UDP and garbage in between."""
+    flows = _gro_flows()
+    next_seq = [1000, 5000, 9000, 2**32 - 3000, 70000]
+    packets = []
+    for step in story:
+        if step[0] == "tcp":
+            _, flow, size, flags, gap, ack, bad_at = step
+            payload = bytes([flow]) * (1200 if size is None else size)
+            seq = (next_seq[flow] + gap) & 0xFFFFFFFF
+            packet = flows[flow](payload, seq, flags, ack)
+            next_seq[flow] = (seq + len(payload)) & 0xFFFFFFFF
+            if bad_at is not None and bad_at < len(packet):
+                packet = packet[:bad_at] + bytes([packet[bad_at] ^ 0x5A]) + packet[bad_at + 1:]
+        elif step[0] == "udp":
+            packet = udp4(b"u" * step[1])
+        elif step[0] == "raw":
+            packet = step[1]
+        else:  # IPv4 with options: never coalesced
+            packet = bytes([0x46]) + flows[0](b"x" * 100, 0, 0x10, 1)[1:] + bytes(4)
+        packets.append(packet)
+    buffers = [_as_buffer(packet, kind) for packet in packets]
+    expected = P.gro_coalesce(packets)
+    assert c.gro_coalesce(buffers) == expected
+    assert c.gro_coalesce(tuple(packets)) == expected
+    assert P.gro_coalesce(buffers) == expected
+
+
+def test_gro_coalesce_a_run_becomes_one_super_packet(impl) -> None:
+    packets = [tcp4(bytes([i]) * 1000, 1000 * i) for i in range(5)]
+    (write,) = impl.gro_coalesce(packets)
+    assert struct.unpack_from("<BBHHHH", write) == (1, 1, 40, 1000, 20, 16)
+    assert write[10 + 40:] == b"".join(bytes([i]) * 1000 for i in range(5))
+    assert impl.gro_coalesce([packets[0]]) == [bytes(10) + packets[0]]
+    assert impl.gro_coalesce([]) == []
+    with pytest.raises(TypeError):
+        impl.gro_coalesce([packets[0], "text"])
+    with pytest.raises(TypeError):
+        impl.gro_coalesce(None)
 
 
 # --- the core through the fast path --------------------------------------------------------

@@ -248,3 +248,36 @@ def test_a_bad_vnet_header_drops_that_read_only(impl) -> None:
         tun.close()
 
     in_new_netns(body)
+
+
+def test_read_packet_hands_out_a_super_packet_one_segment_at_a_time(impl) -> None:
+    """read_packet keeps the rest of a super-packet for the next read_packet/read_batch;
+    nothing is returned twice."""
+
+    def body() -> None:
+        from test_fastpath import super_packet_of
+
+        tun = TunDevice.create("wgtso3", 1500, vnet_hdr=True)
+        data = super_packet_of(payload=bytes(range(250)) * 12, gso_size=1000)  # 3 segments
+        segments = impl.tso_segment(data)
+        assert len(segments) == 3
+        reads = [data, bytes(10) + b"\x45after"]
+
+        def fake_read(fd: int, size: int) -> bytes:
+            if not reads:
+                raise BlockingIOError
+            return reads.pop(0)
+
+        real_read = os.read
+        os.read = fake_read  # type: ignore[assignment]
+        try:
+            assert tun.read_packet() == segments[0]
+            assert tun.read_packet() == segments[1]
+            assert tun.read_batch(128) == [segments[2], b"\x45after"]
+            assert tun.read_batch(128) == []
+            assert tun.read_packet() is None
+        finally:
+            os.read = real_read  # type: ignore[assignment]
+        tun.close()
+
+    in_new_netns(body)

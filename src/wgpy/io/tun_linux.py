@@ -36,8 +36,10 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
-from wgpy.fastpath import tso_segment
+from wgpy.fastpath import gro_coalesce, tso_segment
 from wgpy.io.rtnl import (
     RTMGRP_LINK,
     RouteEvents,
@@ -330,28 +332,30 @@ class TunDevice:
 
     def write_batch(self, packets: list[bytes]) -> None:
         """Write packets in order; with vnet_hdr, TCP segments of a flow go as one
-        coalesced super-packet (see tun_gro.py). A failed write loses its packets, the rest
-        are still written, then `TunDropped` says how many were lost."""
+        coalesced super-packet (fastpath.gro_coalesce: tun_gro.py's rules, in C when built;
+        each write one buffer). A failed write loses its packets, the rest are still
+        written, then `TunDropped` says how many were lost."""
         fd = self.fd
-        if self.vnet_hdr:
-            writev = os.writev
-            if len(packets) > 1:
-                writes = coalesce(packets, self.udp_gro)
-            else:
-                writes = [[_ZERO_VNET_HDR, packets[0]]]
+        write: Callable[[int, Any], int]
+        writes: list[Any]  # buffers for os.write or iovec lists for os.writev
+        if not self.vnet_hdr:
+            write, writes = os.write, packets
+        elif len(packets) == 1:
+            write, writes = os.writev, [[_ZERO_VNET_HDR, packets[0]]]
+        elif self.udp_gro:  # UDP too (off by default): tun_gro.coalesce's iovec lists
+            write, writes = os.writev, coalesce(packets, True)
         else:
-            writev = os.write  # type: ignore[assignment]
-            writes = packets  # type: ignore[assignment]
+            write, writes = os.write, gro_coalesce(packets)
         dropped = 0
         first_error: OSError | None = None
-        for iovec in writes:
+        item: Any
+        for item in writes:
             try:
-                writev(fd, iovec)
+                write(fd, item)
             except OSError as e:
                 if e.errno in _LINK_GONE_ERRNOS:
                     raise LinkGone(self.name) from None
-                # [vnet header, packet] or [vnet header, header, payload per segment]
-                dropped += 1 if not self.vnet_hdr or len(iovec) == 2 else len(iovec) - 2
+                dropped += _packets_in(item) if self.vnet_hdr else 1
                 if first_error is None:
                     first_error = e
         if first_error is not None:
@@ -369,3 +373,16 @@ class TunDevice:
 
 
 _ZERO_VNET_HDR = bytes(VNET_HDR_LEN)
+_vnet_sizes = struct.Struct("<HH").unpack_from  # hdr_len, gso_size
+
+
+def _packets_in(write: bytes | list) -> int:
+    """How many packets a write into a vnet_hdr TUN carried: a vnet header and one packet or
+    a GSO super-packet (one buffer, or an iovec list [header, packet] or [vnet header, header,
+    payload per segment])."""
+    if isinstance(write, list):
+        return 1 if len(write) == 2 else len(write) - 2
+    if len(write) < VNET_HDR_LEN or not write[1]:
+        return 1
+    header_len, gso_size = _vnet_sizes(write, 2)
+    return max(1, -(-(len(write) - VNET_HDR_LEN - header_len) // max(gso_size, 1)))
