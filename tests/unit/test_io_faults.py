@@ -66,8 +66,11 @@ def test_a_failed_coalesced_write_counts_every_segment_in_it(monkeypatch, tun_fd
     packets = [tcp4(b"a" * 100, 100 * i) for i in range(5)] + [b"\x45" + bytes(39)]
     assert [len(w) for w in coalesce(packets)] == [2 + 5, 2]  # one super-packet, one alone
     calls: list = []
-    # each write is one buffer (fastpath.gro_coalesce); the count comes from its vnet header
-    monkeypatch.setattr(os, "write", failing(calls, {0: errno.ENOBUFS}))
+    # each write one buffer (os.write, fastpath.gro_coalesce in C: the count comes from its
+    # vnet header) or an iovec list (os.writev: pure Python, or UDP coalescing)
+    syscall = failing(calls, {0: errno.ENOBUFS})
+    monkeypatch.setattr(os, "write", syscall)
+    monkeypatch.setattr(os, "writev", syscall)
     tun = TunDevice(tun_fd, "wgdfault0", vnet_hdr=True)
     with pytest.raises(TunDropped) as raised:
         tun.write_batch(packets)
@@ -80,7 +83,6 @@ def test_a_failed_coalesced_write_counts_every_segment_in_it(monkeypatch, tun_fd
         tun.write_batch(packets)
     assert len(calls) == 1 and raised.value.dropped == 5
     # and the iovec lists of UDP coalescing (tun.udp_gro)
-    monkeypatch.setattr(os, "writev", failing(calls, {0: errno.ENOBUFS}))
     calls.clear()
     tun.udp_gro = True
     with pytest.raises(TunDropped) as raised:

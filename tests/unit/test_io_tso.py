@@ -221,6 +221,7 @@ def test_a_bad_vnet_header_drops_that_read_only(impl) -> None:
 
     def body() -> None:
         tun = TunDevice.create("wgtso2", 1500, vnet_hdr=True)
+        assert tun.set_offloads(TSO_OFFLOADS)
         reads = iter([bytes(10) + b"\x45first", b"\x00\x03" + bytes(8) + b"\x45bad",
                       b"\x01", bytes(10) + b"\x45last"])
 
@@ -258,6 +259,7 @@ def test_read_packet_hands_out_a_super_packet_one_segment_at_a_time(impl) -> Non
         from test_fastpath import super_packet_of
 
         tun = TunDevice.create("wgtso3", 1500, vnet_hdr=True)
+        assert tun.set_offloads(TSO_OFFLOADS)
         data = super_packet_of(payload=bytes(range(250)) * 12, gso_size=1000)  # 3 segments
         segments = impl.tso_segment(data)
         assert len(segments) == 3

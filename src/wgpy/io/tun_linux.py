@@ -18,9 +18,10 @@ completes every checksum (wgpy.fastpath.tso_segment: in C when built), so the lo
 see plain IP packets as before -- one syscall per ~45 of them instead of one each, and the
 sender's kernel no longer segments. A read whose virtio_net_hdr the segmenter refuses (short,
 an unknown GSO type, lengths that do not fit) is dropped and counted; the batch's other packets
-go on (`TunDropped` with EBADMSG, counted by the loop as a failed TUN read). The reader looks at
-every header whatever was negotiated, so a TUN fd adopted from a parent that turned offloads on
-(`from_fd`) reads right too.
+go on (`TunDropped` with EBADMSG, counted by the loop as a failed TUN read). Headers are looked at
+only once `set_offloads` turned offloads on (without, the kernel completes every packet and the
+header is all zero): a TUN fd adopted with offloads already on (`from_fd`) must be told so with
+`set_offloads` (wgpy-daemon sets them after adopting its fd).
 
 Any other failed read or write loses that packet and nothing else: ENOBUFS or ENOMEM when the
 kernel is short of memory, EIO while the interface is down, EINVAL for a packet it refuses, a
@@ -39,7 +40,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from wgpy.fastpath import gro_coalesce, tso_segment
+from wgpy.fastpath import IMPLEMENTATION, gro_coalesce, tso_segment
 from wgpy.io.rtnl import (
     RTMGRP_LINK,
     RouteEvents,
@@ -277,7 +278,11 @@ class TunDevice:
         fd = self.fd
         bad = 0
         try:
-            if self.vnet_hdr:
+            if self.vnet_hdr and not self.offloads:
+                # no offloads negotiated: the kernel completes every packet, the header is 0
+                for _ in range(limit):
+                    append(read(fd, MAX_VNET_READ)[VNET_HDR_LEN:])
+            elif self.vnet_hdr:
                 segment = tso_segment
                 extend = packets.extend
                 for _ in range(limit):
@@ -342,8 +347,11 @@ class TunDevice:
             write, writes = os.write, packets
         elif len(packets) == 1:
             write, writes = os.writev, [[_ZERO_VNET_HDR, packets[0]]]
-        elif self.udp_gro:  # UDP too (off by default): tun_gro.coalesce's iovec lists
-            write, writes = os.writev, coalesce(packets, True)
+        elif self.udp_gro or not _GRO_IN_C:
+            # tun_gro.coalesce's iovec lists: UDP too (off by default), or in pure Python,
+            # where joining each write into one buffer (as _purepath.gro_coalesce does) would
+            # only add a copy
+            write, writes = os.writev, coalesce(packets, self.udp_gro)
         else:
             write, writes = os.write, gro_coalesce(packets)
         dropped = 0
@@ -373,6 +381,7 @@ class TunDevice:
 
 
 _ZERO_VNET_HDR = bytes(VNET_HDR_LEN)
+_GRO_IN_C = IMPLEMENTATION == "c"
 _vnet_sizes = struct.Struct("<HH").unpack_from  # hdr_len, gso_size
 
 
