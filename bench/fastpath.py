@@ -9,7 +9,9 @@ Python (wgpy._purepath), with raw OpenSSL as the floor:
   final per message, in C, for the same padded length plus the 16-byte tag);
 - internet_checksum and checksums_valid per 1400 B segment (checksums_valid: what io/tun_gro.py
   verifies per segment; the pure one is the code tun_gro had before it used the fast path);
-- tso_segment of a 64 KB TCPv4 super-packet into 1400 B segments (µs per super-packet).
+- tso_segment of a 64 KB TCPv4 super-packet into 1400 B segments (µs per super-packet);
+- gro_coalesce of a batch of 128 segments of one TCP flow (1400 B payload) into the TUN writes
+  (µs per segment; the pure one is io/tun_gro.coalesce with its iovec lists joined).
 
 Best of R rounds; prints the load average, since the numbers mean little on a busy machine.
 """
@@ -124,6 +126,19 @@ def main() -> None:
     pure_tso = best(lambda: _purepath.tso_segment(super_packet), 20, rounds)
     c_tso = best(lambda: _fastpath.tso_segment(super_packet), 200, rounds) if _fastpath else None
     row("tso_segment, 64 KB into 46 x 1400 B", pure_tso, c_tso)
+    segments = []
+    for index in range(128):
+        one = bytearray(tcp4_segment(bytes(range(256)) * 5 + bytes(120)))
+        one[24:28] = (7 + 1400 * index).to_bytes(4, "big")
+        one[36:38] = b"\0\0"
+        pseudo = bytes(one[12:20]) + struct.pack("!BBH", 0, 6, len(one) - 20)
+        one[36:38] = _purepath.internet_checksum(pseudo + one[20:]).to_bytes(2, "big")
+        segments.append(bytes(one))
+    assert len(_purepath.gro_coalesce(segments)) == 3  # 46 + 46 + 36 segments
+    pure_gro = best(lambda: _purepath.gro_coalesce(segments), 20, rounds) / len(segments)
+    c_gro = (best(lambda: _fastpath.gro_coalesce(segments), 200, rounds) / len(segments)
+             if _fastpath else None)
+    row("gro_coalesce, 128 x 1440 B, per segment", pure_gro, c_gro)
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

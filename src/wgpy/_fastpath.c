@@ -29,8 +29,10 @@
 #define VNET_HDR_GSO_NONE 0
 #define VNET_HDR_GSO_TCPV4 1
 #define VNET_HDR_GSO_TCPV6 4
+#define VNET_HDR_GSO_ECN 0x80
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
+#define TCP_ACK 0x10
 #define TCP_CWR 0x80
 
 #ifndef WGPY_FASTPATH_SOURCE_SHA256
@@ -158,6 +160,28 @@ static PyObject *internet_checksum(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLong(~sum & 0xFFFF);
 }
 
+/* The IPv4 header (l4_start 20) and the TCP/UDP checksum of `p` hold (see checksums_valid). */
+static int l4_checksums_valid(const uint8_t *p, Py_ssize_t length, Py_ssize_t l4_start,
+                              unsigned protocol)
+{
+    if (length < l4_start + 8)
+        return 0;
+    uint64_t pseudo;
+    if (l4_start == 20) {
+        unsigned header = sum16(p, 20);
+        if (header != 0 && header != 0xFFFF)
+            return 0;
+        if (protocol == 17 && p[26] == 0 && p[27] == 0)
+            return 1;
+        pseudo = sum16(p + 12, 8);
+    } else {
+        pseudo = sum16(p + 8, 32);
+    }
+    uint64_t total = (uint64_t)sum16(p + l4_start, (size_t)(length - l4_start)) + pseudo
+                     + (uint64_t)protocol + (uint64_t)(length - l4_start);
+    return total % 0xFFFF == 0;
+}
+
 /* checksums_valid(packet, l4_start, protocol): io/tun_gro.py's verification of a segment:
  * the IPv4 header checksum (l4_start 20) and the TCP/UDP checksum over the pseudo-header;
  * a UDP-over-IPv4 checksum of 0 means none. Sums are compared mod 0xFFFF, as the reference. */
@@ -175,28 +199,7 @@ static PyObject *checksums_valid(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "l4_start must be 20 or 40, protocol a byte");
         goto done;
     }
-    if (length < l4_start + 8) {
-        result = Py_False;
-        goto done;
-    }
-    uint64_t pseudo;
-    if (l4_start == 20) {
-        unsigned header = sum16(p, 20);
-        if (header != 0 && header != 0xFFFF) {
-            result = Py_False;
-            goto done;
-        }
-        if (protocol == 17 && p[26] == 0 && p[27] == 0) {
-            result = Py_True;
-            goto done;
-        }
-        pseudo = sum16(p + 12, 8);
-    } else {
-        pseudo = sum16(p + 8, 32);
-    }
-    uint64_t total = (uint64_t)sum16(p + l4_start, (size_t)(length - l4_start)) + pseudo
-                     + (uint64_t)protocol + (uint64_t)(length - l4_start);
-    result = total % 0xFFFF == 0 ? Py_True : Py_False;
+    result = l4_checksums_valid(p, length, l4_start, (unsigned)protocol) ? Py_True : Py_False;
 done:
     PyBuffer_Release(&packet);
     Py_XINCREF(result);
@@ -550,7 +553,10 @@ static PyObject *tso_segment(PyObject *self, PyObject *arg)
             }
             uint8_t *p = (uint8_t *)PyBytes_AS_STRING(one);
             unsigned sum = sum16(p + csum_start, (size_t)(length - csum_start));
-            put_be16(p + csum_start + csum_offset, ~sum & 0xFFFF);
+            /* a result of 0 goes out as 0xFFFF, as the kernel's skb_checksum_help (for UDP,
+             * 0 would mean "no checksum", which IPv6 forbids) */
+            unsigned check = ~sum & 0xFFFF;
+            put_be16(p + csum_start + csum_offset, check ? check : 0xFFFF);
         }
         out = PyList_New(1);
         if (out == NULL) {
@@ -560,10 +566,12 @@ static PyObject *tso_segment(PyObject *self, PyObject *arg)
         PyList_SET_ITEM(out, 0, one);
         goto done;
     }
+    /* the ECN flag (TUN_F_TSO_ECN: the super-packet carries CWR) changes nothing here: CWR
+     * stays on the first segment only, as for any super-packet (tcp_gso_segment) */
     int v6;
-    if (gso_type == VNET_HDR_GSO_TCPV4)
+    if ((gso_type & ~VNET_HDR_GSO_ECN) == VNET_HDR_GSO_TCPV4)
         v6 = 0;
-    else if (gso_type == VNET_HDR_GSO_TCPV6)
+    else if ((gso_type & ~VNET_HDR_GSO_ECN) == VNET_HDR_GSO_TCPV6)
         v6 = 1;
     else {
         tso_error("not TCPv4/TCPv6 GSO");
@@ -626,6 +634,248 @@ done:
     return out;
 }
 
+/* --- GRO for the TUN: coalesce TCP segments of a flow into one super-packet --------------- */
+
+/* gro_coalesce(packets) -> list[bytes]: the writes for a TUN with IFF_VNET_HDR, in order, each
+ * a virtio_net_hdr and what follows it. The rules are io/tun_gro.py's `coalesce` (udp=False),
+ * which is the reference: this returns, byte for byte, the concatenation of each of its iovec
+ * lists (_purepath.gro_coalesce). In short: TCP segments (IPv4 without options and not
+ * fragmented, or IPv6 with TCP next) with ACK or ACK|PSH and a payload join the open group of
+ * their flow (addresses and ports) when every header byte but lengths, IPv4 id and checksum,
+ * seq, flags and TCP checksum equals the group's first segment, seq continues it, the payload
+ * is no longer than the first's and the whole stays within 64 KB; a shorter segment or PSH
+ * closes the group; each joining segment (and the first, when the second joins) must have
+ * valid checksums. Anything else is written as it came and ends every open group. */
+
+typedef struct {
+    Py_ssize_t header_len, segment, payload; /* first segment's payload; the group's total */
+    Py_ssize_t first, last;                  /* packet indices (a list through next_member) */
+    Py_ssize_t count;
+    uint32_t next_seq;
+    int open, v6;
+    uint8_t last_flags;
+} gro_group;
+
+typedef struct {
+    uint64_t generation;  /* the slot is live when it equals the table's */
+    Py_ssize_t group;     /* index into groups; its first packet holds the flow */
+} gro_slot;
+
+/* the byte ranges of a header that must equal the group's first segment's */
+static int gro_same_fixed(const uint8_t *a, const uint8_t *b, Py_ssize_t header_len, int v6)
+{
+    if (v6)
+        return memcmp(a, b, 4) == 0 && memcmp(a + 6, b + 6, 38) == 0
+               && memcmp(a + 48, b + 48, 5) == 0 && memcmp(a + 54, b + 54, 2) == 0
+               && memcmp(a + 58, b + 58, (size_t)(header_len - 58)) == 0;
+    return memcmp(a, b, 2) == 0 && memcmp(a + 6, b + 6, 4) == 0
+           && memcmp(a + 12, b + 12, 12) == 0 && memcmp(a + 28, b + 28, 5) == 0
+           && memcmp(a + 34, b + 34, 2) == 0
+           && memcmp(a + 38, b + 38, (size_t)(header_len - 38)) == 0;
+}
+
+static uint64_t gro_flow_hash(const uint8_t *flow, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ flow[i]) * 1099511628211ULL;
+    return h;
+}
+
+static PyObject *gro_single(const uint8_t *packet, Py_ssize_t length)
+{
+    PyObject *write = PyBytes_FromStringAndSize(NULL, VNET_HDR_LEN + length);
+    if (write == NULL)
+        return NULL;
+    uint8_t *w = (uint8_t *)PyBytes_AS_STRING(write);
+    memset(w, 0, VNET_HDR_LEN);
+    memcpy(w + VNET_HDR_LEN, packet, (size_t)length);
+    return write;
+}
+
+static PyObject *gro_super(const gro_group *g, Py_buffer *views, const Py_ssize_t *next_member)
+{
+    Py_ssize_t header_len = g->header_len;
+    PyObject *write = PyBytes_FromStringAndSize(NULL, VNET_HDR_LEN + header_len + g->payload);
+    if (write == NULL)
+        return NULL;
+    uint8_t *w = (uint8_t *)PyBytes_AS_STRING(write);
+    uint8_t *h = w + VNET_HDR_LEN;
+    memcpy(h, views[g->first].buf, (size_t)header_len);
+    uint8_t *at = h + header_len;
+    for (Py_ssize_t i = g->first; i >= 0; i = next_member[i]) {
+        Py_ssize_t size = views[i].len - header_len;
+        memcpy(at, (const uint8_t *)views[i].buf + header_len, (size_t)size);
+        at += size;
+    }
+    unsigned csum_start, gso_type;
+    uint64_t pseudo;
+    if (g->v6) {
+        Py_ssize_t tcp_len = header_len - 40 + g->payload;
+        put_be16(h + 4, (unsigned)tcp_len);
+        h[53] |= g->last_flags & TCP_PSH;
+        pseudo = (uint64_t)sum16(h + 8, 32) + 6 + (uint64_t)tcp_len;
+        csum_start = 40;
+        gso_type = VNET_HDR_GSO_TCPV6;
+    } else {
+        Py_ssize_t total = header_len + g->payload;
+        put_be16(h + 2, (unsigned)total);
+        h[10] = h[11] = 0;
+        put_be16(h + 10, ~sum16(h, 20) & 0xFFFF);
+        h[33] |= g->last_flags & TCP_PSH;
+        pseudo = (uint64_t)sum16(h + 12, 8) + 6 + (uint64_t)(total - 20);
+        csum_start = 20;
+        gso_type = VNET_HDR_GSO_TCPV4;
+    }
+    /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, not complemented */
+    put_be16(h + csum_start + 16, fold(pseudo));
+    /* struct virtio_net_hdr, little-endian: flags, gso_type, hdr_len, gso_size, csum_start,
+     * csum_offset */
+    w[0] = VNET_HDR_F_NEEDS_CSUM;
+    w[1] = (uint8_t)gso_type;
+    w[2] = (uint8_t)header_len; w[3] = (uint8_t)(header_len >> 8);
+    w[4] = (uint8_t)g->segment; w[5] = (uint8_t)(g->segment >> 8);
+    w[6] = (uint8_t)csum_start; w[7] = 0;
+    w[8] = 16; w[9] = 0;
+    return write;
+}
+
+static PyObject *gro_coalesce(PyObject *self, PyObject *arg)
+{
+    PyObject *fast = PySequence_Fast(arg, "packets must be a sequence");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t acquired = 0, table_size = 16;
+    while (table_size < 2 * n)
+        table_size *= 2;
+    PyObject *out = NULL;
+    Py_buffer *views = PyMem_Calloc((size_t)n + 1, sizeof(Py_buffer));
+    Py_ssize_t *next_member = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_ssize_t));
+    /* what is written, in order: a packet index (>= 0) or ~group index (< 0) */
+    Py_ssize_t *order = PyMem_Malloc(((size_t)n + 1) * sizeof(Py_ssize_t));
+    gro_group *groups = PyMem_Malloc(((size_t)n + 1) * sizeof(gro_group));
+    gro_slot *table = PyMem_Calloc((size_t)table_size, sizeof(gro_slot));
+    if (!views || !next_member || !order || !groups || !table) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; acquired < n; acquired++)
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, acquired), &views[acquired],
+                               PyBUF_SIMPLE) < 0)
+            goto done;
+    uint64_t generation = 1; /* "groups.clear()" is generation++ */
+    Py_ssize_t written = 0, group_count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p = views[i].buf;
+        Py_ssize_t size = views[i].len;
+        next_member[i] = -1;
+        int v6;
+        Py_ssize_t header_len, flow_at;
+        size_t flow_len;
+        uint8_t flags;
+        if (size > 40 && p[0] == 0x45 && p[9] == 6 && (p[6] & 0x3F) == 0 && p[7] == 0) {
+            v6 = 0;
+            header_len = 20 + (p[32] >> 4) * 4;
+            flags = p[33];
+            flow_at = 12;
+            flow_len = 12;
+        } else if (size > 60 && p[0] >> 4 == 6 && p[6] == 6) {
+            v6 = 1;
+            header_len = 40 + (p[52] >> 4) * 4;
+            flags = p[53];
+            flow_at = 8;
+            flow_len = 36;
+        } else {
+            generation++;
+            order[written++] = i;
+            continue;
+        }
+        Py_ssize_t payload = size - header_len;
+        if (header_len < (v6 ? 60 : 40) || payload <= 0 || (flags & ~TCP_PSH) != TCP_ACK) {
+            generation++;
+            order[written++] = i;
+            continue;
+        }
+        uint32_t seq = get_be32(p + (v6 ? 44 : 24));
+        int push = flags & TCP_PSH;
+        /* the flow's open group: its first packet has the same addresses and ports */
+        uint64_t hash = gro_flow_hash(p + flow_at, flow_len) ^ (uint64_t)v6;
+        Py_ssize_t slot = (Py_ssize_t)(hash & (uint64_t)(table_size - 1));
+        gro_group *g = NULL;
+        while (table[slot].generation == generation) {
+            gro_group *candidate = &groups[table[slot].group];
+            const uint8_t *first = views[candidate->first].buf;
+            if (candidate->v6 == v6 && memcmp(first + flow_at, p + flow_at, flow_len) == 0) {
+                g = candidate;
+                break;
+            }
+            slot = (slot + 1) & (table_size - 1);
+        }
+        if (g != NULL && g->open && seq == g->next_seq && g->header_len == header_len
+            && gro_same_fixed(p, views[g->first].buf, header_len, v6) && payload <= g->segment
+            && header_len + g->payload + payload <= 65535) {
+            Py_ssize_t l4_start = v6 ? 40 : 20;
+            if (!l4_checksums_valid(p, size, l4_start, 6)) {
+                generation++;
+                order[written++] = i;
+                continue;
+            }
+            if (g->count > 1 || l4_checksums_valid(views[g->first].buf, views[g->first].len,
+                                                   l4_start, 6)) {
+                next_member[g->last] = i;
+                g->last = i;
+                g->count++;
+                g->payload += payload;
+                g->next_seq = seq + (uint32_t)payload;
+                g->last_flags = flags;
+                if (payload < g->segment || push)
+                    g->open = 0;
+                continue;
+            }
+            /* the group's first segment failed: it stays alone, this one starts a group */
+        }
+        g = &groups[group_count];
+        *g = (gro_group){.header_len = header_len, .segment = payload, .payload = payload,
+                         .first = i, .last = i, .count = 1, .next_seq = seq + (uint32_t)payload,
+                         .open = !push, .v6 = v6, .last_flags = flags};
+        /* the slot found above: the flow's (replaced, as groups[flow] = group) or a free one */
+        table[slot].generation = generation;
+        table[slot].group = group_count;
+        order[written++] = ~group_count;
+        group_count++;
+    }
+    out = PyList_New(written);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < written; k++) {
+        PyObject *write;
+        Py_ssize_t item = order[k];
+        if (item >= 0) {
+            write = gro_single(views[item].buf, views[item].len);
+        } else {
+            gro_group *g = &groups[~item];
+            write = g->count == 1 ? gro_single(views[g->first].buf, views[g->first].len)
+                                  : gro_super(g, views, next_member);
+        }
+        if (write == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, write);
+    }
+done:
+    for (Py_ssize_t i = 0; i < acquired; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(next_member);
+    PyMem_Free(order);
+    PyMem_Free(groups);
+    PyMem_Free(table);
+    Py_DECREF(fast);
+    return out;
+}
+
 /* --- the module ------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -639,6 +889,8 @@ static PyMethodDef methods[] = {
      "checksums_valid(packet, l4_start, protocol) -> bool"},
     {"tso_segment", tso_segment, METH_O,
      "tso_segment(vnet_header_and_packet) -> list[bytes]"},
+    {"gro_coalesce", gro_coalesce, METH_O,
+     "gro_coalesce(packets) -> list[bytes]: the TUN writes, vnet header first"},
     {NULL, NULL, 0, NULL},
 };
 

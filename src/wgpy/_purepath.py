@@ -214,6 +214,7 @@ VNET_HDR_F_NEEDS_CSUM = 1
 VNET_HDR_GSO_NONE = 0
 VNET_HDR_GSO_TCPV4 = 1
 VNET_HDR_GSO_TCPV6 = 4
+VNET_HDR_GSO_ECN = 0x80
 _TCP_FIN = 0x01
 _TCP_PSH = 0x08
 _TCP_CWR = 0x80
@@ -225,14 +226,15 @@ def tso_segment(data: Buffer) -> list[bytes]:
     IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) delivers them.
 
     - No GSO: the packet; with NEEDS_CSUM its checksum is completed (the field holds the
-      pseudo-header sum; the sum from csum_start on goes in, complemented).
+      pseudo-header sum; the sum from csum_start on goes in, complemented; a result of 0 as
+      0xFFFF).
     - TCPv4/TCPv6 GSO: cut after the TCP header into gso_size payloads (the last one may be
       shorter). Each segment gets its length, the TCP sequence number advanced by the payload
       before it, FIN and PSH only on the last and CWR only on the first (as the kernel's
       tcp_gso_segment), for IPv4 the id plus the segment's index and the header checksum, and
       the full TCP checksum. The vnet header's hdr_len is not trusted: the TCP data offset
-      says where the payload starts.
-    Anything else (UDP GSO, ECN, IP options on IPv6, lengths that do not fit) is a ValueError:
+      says where the payload starts. The ECN flag (VIRTIO_NET_HDR_GSO_ECN) may be set.
+    Anything else (UDP GSO, extension headers on IPv6, lengths that do not fit) is a ValueError:
     the caller counts the read as a bad packet."""
     data = _contiguous(data)
     if len(data) < VNET_HDR_LEN:
@@ -246,11 +248,16 @@ def tso_segment(data: Buffer) -> list[bytes]:
             field = csum_start + csum_offset
             if field + 2 > length:
                 raise ValueError("bad super-packet: checksum field beyond the packet")
-            one[field : field + 2] = internet_checksum(one[csum_start:]).to_bytes(2, "big")
+            # 0 goes out as 0xFFFF, as the kernel's skb_checksum_help (for UDP 0 would mean
+            # "no checksum", which IPv6 forbids)
+            check = internet_checksum(one[csum_start:]) or 0xFFFF
+            one[field : field + 2] = check.to_bytes(2, "big")
         return [bytes(one)]
-    if gso_type == VNET_HDR_GSO_TCPV4:
+    # the ECN flag (the super-packet carries CWR) changes nothing: CWR stays on the first
+    # segment only, as for any super-packet (the kernel's tcp_gso_segment)
+    if gso_type & ~VNET_HDR_GSO_ECN == VNET_HDR_GSO_TCPV4:
         v6 = False
-    elif gso_type == VNET_HDR_GSO_TCPV6:
+    elif gso_type & ~VNET_HDR_GSO_ECN == VNET_HDR_GSO_TCPV6:
         v6 = True
     else:
         raise ValueError("bad super-packet: not TCPv4/TCPv6 GSO")
@@ -309,3 +316,17 @@ def _fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
+
+
+# --- GRO for the TUN: TCP segments of a flow into one super-packet ---------------------------
+
+def gro_coalesce(packets: Sequence[Buffer]) -> list[bytes]:
+    """The writes into a TUN with IFF_VNET_HDR for `packets`, in order: each a virtio_net_hdr
+    and the packet or coalesced TCP super-packet after it. The rules are io/tun_gro.py's
+    `coalesce` (TCP only); this is each of its iovec lists joined into one buffer."""
+    from wgpy.io.tun_gro import coalesce  # here: tun_gro takes its checksums from this module
+
+    if not isinstance(packets, (list, tuple)):
+        packets = list(packets)
+    return [b"".join(write) for write in coalesce(
+        [p if p.__class__ is bytes else bytes(_contiguous(p)) for p in packets])]

@@ -14,6 +14,7 @@ reaches every later call; an AeadContext keeps the implementation it was made wi
     internet_checksum(data) -> int
     checksums_valid(packet, l4_start, protocol) -> bool
     tso_segment(vnet_header_and_packet) -> list[bytes]
+    gro_coalesce(packets) -> list[bytes]  the TUN writes (vnet header + packet/super-packet)
 
 IMPLEMENTATION is "c" or "python"; DESCRIPTION says which and why, for the daemon's start-up
 log line and `wgpy demo`.
@@ -44,12 +45,14 @@ open_run: Any
 internet_checksum: Any
 checksums_valid: Any
 tso_segment: Any
+gro_coalesce: Any
 
 
 def select(pure: bool, why: str = "") -> None:
     """Run the pure-Python reference (`pure`) or the C extension where it is built."""
     global IMPLEMENTATION, DESCRIPTION
     global AeadContext, seal_run, open_run, internet_checksum, checksums_valid, tso_segment
+    global gro_coalesce
     if pure or _built is None:
         implementation = _purepath
         IMPLEMENTATION = "python"
@@ -64,6 +67,7 @@ def select(pure: bool, why: str = "") -> None:
     internet_checksum = implementation.internet_checksum
     checksums_valid = implementation.checksums_valid
     tso_segment = implementation.tso_segment
+    gro_coalesce = implementation.gro_coalesce
 
 
 def select_from(environ: Mapping[str, str]) -> None:
@@ -78,6 +82,7 @@ __all__ = [
     "IMPLEMENTATION",
     "AeadContext",
     "checksums_valid",
+    "gro_coalesce",
     "internet_checksum",
     "open_run",
     "seal_run",

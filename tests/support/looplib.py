@@ -1,7 +1,9 @@
-"""A DeviceLoop turning in a background thread, for tests that talk to it over a real socket."""
+"""Loop test helpers: a scripted core (io/loop.py's Core), a settable clock, draining a loop, and a
+DeviceLoop turning in a background thread for tests that talk to it over a real socket."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -26,3 +28,72 @@ def spinning(loop: DeviceLoop) -> Iterator[DeviceLoop]:
     finally:
         running.clear()
         thread.join(2)
+
+
+class ScriptedDevice:
+    """A core (io/loop.py's Core) that echoes: a TUN packet p becomes datagram b"enc:"+p to
+    `peer`; a datagram d from the network becomes TUN packet b"dec:"+d. Timers fire at
+    `deadline`."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.datagrams: list = []  # what take_datagrams hands over next
+        self.packets: list = []  # what take_packets hands over next
+        self.sent_packets: list = []
+        self.received: list = []
+        self.deadline: float | None = None
+        self.timer_calls: list[float] = []
+        self.drops: collections.Counter = collections.Counter()
+        self.wall_offset = 0.0
+        self.mtu = 1420
+        self.peers: dict = {}
+
+    def send_packet(self, packet: bytes, now: float) -> None:
+        self.sent_packets.append((packet, now))
+        self.datagrams.append((b"enc:" + packet, self.peer))
+
+    def receive_datagram(self, data: bytes, src, now: float) -> None:
+        self.received.append((data, src, now))
+        if data == b"boom":
+            raise RuntimeError("a core bug")
+        self.packets.append(b"dec:" + data)
+
+    def send_packets(self, packets, now: float) -> None:
+        for packet in packets:
+            self.send_packet(packet, now)
+
+    def receive_datagrams(self, datagrams, now: float) -> None:
+        for data, src in datagrams:
+            self.receive_datagram(data, src, now)
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def on_timer(self, now: float) -> None:
+        self.timer_calls.append(now)
+        self.deadline = None
+        self.datagrams.append((b"timer", self.peer))
+
+    def take_datagrams(self) -> list:
+        datagrams, self.datagrams = self.datagrams, []
+        return datagrams
+
+    def take_packets(self) -> list:
+        packets, self.packets = self.packets, []
+        return packets
+
+    def take_events(self) -> list:
+        return []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drain(loop: DeviceLoop, rounds: int = 5) -> None:
+    for _ in range(rounds):
+        loop.run_once(max_wait=0)

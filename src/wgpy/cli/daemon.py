@@ -11,7 +11,8 @@ command returns, the interface exists and the socket accepts connections; `wg se
 after cannot miss it. The copy's stdio is /dev/null unless LOG_LEVEL asks for logs.
 
 LOG_LEVEL=verbose|debug|error|silent (default error), as wireguard-go. WGPY_UDP_OFFLOAD=0 turns
-off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them).
+off UDP GSO/GRO and WGPY_TUN_GRO=0 the coalesced TUN writes (all on when the kernel has them);
+WGPY_TUN_TSO=0/1 turns TSO reads from the TUN off/on (default: on with the C fast path).
 Exit status as wireguard-go: 0 after a clean run or after printing the usage (also for
 --help/-h) or version, 1 when setup fails. Setup refusals go to stderr whatever LOG_LEVEL
 says: an argument starting with '-' (never taken for an interface name), a name Linux
@@ -291,6 +292,11 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
     except OSError as e:
         log.error("Failed to bind UDP: %s", e)
         return EXIT_SETUP_FAILED
+    # TSO super-packets read from the TUN (tun_linux.py; needs the vnet header of WGPY_TUN_GRO)
+    tso_default = "1" if fastpath.IMPLEMENTATION == "c" else "0"
+    if os.environ.get("WGPY_TUN_TSO", tso_default) == "1":
+        from wgpy.io.tun_linux import TSO_OFFLOADS
+        log.info("TUN TSO reads: %s", "on" if tun.set_offloads(TSO_OFFLOADS) else "refused")
     loop = DeviceLoop(device, tun, net, clock=time.monotonic)
     try:
         loop.watch_route_events()

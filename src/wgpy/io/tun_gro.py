@@ -88,17 +88,12 @@ _V6_VARYING = ((4, 6), (44, 48), (53, 54), (56, 58))
 _V4_MASKS = {20 + doff: _mask(20 + doff, _V4_VARYING) for doff in range(20, 64, 4)}
 _V6_MASKS = {40 + doff: _mask(40 + doff, _V6_VARYING) for doff in range(20, 64, 4)}
 
-def coalesce(packets: list[bytes], udp: bool = False) -> list[Write]:
+def coalesce(packets: list[bytes]) -> list[Write]:
     """Group `packets` into writev iovec lists (vnet header first), keeping flow order.
 
     Per packet: the header is read as one big int; masking out the fields that may differ
     and comparing with the group's first header checks every "same" rule at once.
-
-    `udp` must be False. It stays only while io/tun_linux.py (changed on another branch) still
-    passes its `udp_gro` flag, which nothing sets outside tests; it goes with that flag.
     """
-    if udp:
-        raise ValueError("UDP coalescing was measured and removed (README)")
     out: list = []  # _Group or a single packet
     groups: dict[bytes, _Group] = {}
     from_bytes = int.from_bytes

@@ -9,6 +9,20 @@ When the interface is deleted (`ip link del`, which is how wg-quick stops a user
 implementation) the kernel detaches our file: poll reports an error and read fails with EBADFD.
 `read_packet` turns that into `LinkGone`.
 
+TSO reads (`set_offloads(TSO_OFFLOADS)`, only with IFF_VNET_HDR): the kernel then hands the TUN
+what it would hand a NIC that segments TCP itself -- one read of up to 64 KB holding a whole
+run of a TCP stream (a "super-packet": gso_type TCPV4/TCPV6, gso_size = the MSS, the TCP
+checksum partial), and TCP/UDP packets with their checksum left to the device (NEEDS_CSUM, no
+GSO). `read_batch` cuts each super-packet into the IP packets a NIC would have sent and
+completes every checksum (wgpy.fastpath.tso_segment: in C when built), so the loop and the core
+see plain IP packets as before -- one syscall per ~45 of them instead of one each, and the
+sender's kernel no longer segments. A read whose virtio_net_hdr the segmenter refuses (short,
+an unknown GSO type, lengths that do not fit) is dropped and counted; the batch's other packets
+go on (`TunDropped` with EBADMSG, counted by the loop as a failed TUN read). Headers are looked at
+only once `set_offloads` turned offloads on (without, the kernel completes every packet and the
+header is all zero): a TUN fd adopted with offloads already on (`from_fd`) must be told so with
+`set_offloads` (wgpy-daemon sets them after adopting its fd).
+
 Any other failed read or write loses that packet and nothing else: ENOBUFS or ENOMEM when the
 kernel is short of memory, EIO while the interface is down, EINVAL for a packet it refuses, a
 full queue. The TUN finishes the batch and then raises `TunDropped` (an OSError) saying how
@@ -23,7 +37,10 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
+from wgpy import fastpath
 from wgpy.io.rtnl import (
     RTMGRP_LINK,
     RouteEvents,
@@ -47,15 +64,24 @@ IFF_MULTI_QUEUE = 0x0100
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
 TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
 # linux/sockios.h
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 
+# TSO for TCP over IPv4 and IPv6 (with the ECN variant: a super-packet that carries CWR is cut
+# like the others, CWR on its first segment only), which needs checksum offload (TUN_F_CSUM).
+# No USO: UDP is sent as the application wrote it.
+TSO_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+
 VNET_HDR_LEN = 10  # struct virtio_net_hdr (without num_buffers)
 IFNAMSIZ = 16
 MAX_PACKET = 65535
+# A read with IFF_VNET_HDR: the header and an IP packet of up to 64 KB (a super-packet is
+# one too; the kernel fails a read too short for the whole skb with EFAULT and drops it).
+MAX_VNET_READ = VNET_HDR_LEN + MAX_PACKET
 
 # errno values once the interface is gone (the kernel detached our file: EBADFD)
 _LINK_GONE_ERRNOS = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV})
@@ -109,8 +135,9 @@ class TunDevice:
         self.name = name
         self.vnet_hdr = vnet_hdr
         self.offloads = 0
+        self.bad_reads = 0  # reads whose vnet header could not be used (dropped)
+        self._pending: list[bytes] = []  # segments read_packet has not returned yet
         self.closed = False
-        self.udp_gro = False  # coalesce UDP too (tun_gro.py: measured slower, off by default)
 
     def current_mtu(self) -> int | None:
         """The interface's MTU now (it changes under us: wg-quick sets it after we start),
@@ -219,45 +246,79 @@ class TunDevice:
         return self.fd
 
     def read_packet(self) -> bytes | None:
-        """One IP packet, or None when nothing is queued. With vnet_hdr and no offloads the
-        header is all zero and is cut off here; `read_raw` keeps it for an offload-aware
-        reader."""
+        """One IP packet, or None when nothing is queued. With vnet_hdr the header is cut
+        off; the other segments of a TSO super-packet wait for the next read_packet or
+        read_batch. `read_raw` keeps the header."""
+        if self._pending:
+            return self._pending.pop(0)
+        if self.vnet_hdr:
+            packets = self.read_batch(1)
+            if not packets:
+                return None
+            self._pending = packets[1:]
+            return packets[0]
         try:
-            data = os.read(self.fd, MAX_PACKET)
+            return os.read(self.fd, MAX_PACKET)
         except BlockingIOError:
             return None
         except OSError as e:
             raise self._failed(e, 1) from None
-        return data[VNET_HDR_LEN:] if self.vnet_hdr else data
 
     def read_batch(self, limit: int) -> list[bytes]:
-        """Up to `limit` IP packets, fewer when the queue runs dry (one call per batch)."""
+        """IP packets, fewer when the queue runs dry (one call per batch): up to `limit`
+        reads, and no more reads once `limit` packets are in (a TSO super-packet read last
+        may bring the count over `limit` by up to ~45)."""
         packets: list[bytes] = []
+        if self._pending:  # what read_packet left of a super-packet comes first
+            packets = self._pending
+            self._pending = []
         append = packets.append
         read = os.read
         fd = self.fd
+        bad = 0
         try:
-            if self.vnet_hdr:
+            if self.vnet_hdr and not self.offloads:
+                # no offloads negotiated: the kernel completes every packet, the header is 0
                 for _ in range(limit):
-                    append(read(fd, MAX_PACKET)[VNET_HDR_LEN:])
+                    append(read(fd, MAX_VNET_READ)[VNET_HDR_LEN:])
+            elif self.vnet_hdr:
+                segment = fastpath.tso_segment  # looked up per batch: the daemon chooses
+                extend = packets.extend
+                for _ in range(limit):
+                    data = read(fd, MAX_VNET_READ)
+                    # flags & NEEDS_CSUM or a gso_type: the segmenter's work; an all-zero
+                    # header (no offloads, or a packet with its checksums complete) is cut off
+                    if len(data) > VNET_HDR_LEN and not data[1] and not data[0] & 1:
+                        append(data[VNET_HDR_LEN:])
+                        continue
+                    try:
+                        extend(segment(data))
+                    except ValueError:
+                        bad += 1
+                    if len(packets) >= limit:
+                        break
             else:
                 for _ in range(limit):
                     append(read(fd, MAX_PACKET))
         except BlockingIOError:
             pass
         except OSError as e:
+            self.bad_reads += bad
             if e.errno in _LINK_GONE_ERRNOS and packets:
                 return packets  # deliver what we have; the next read reports it
-            failure = self._failed(e, 1)
+            failure = self._failed(e, 1 + bad)
             if isinstance(failure, TunDropped):
                 failure.packets = packets
             raise failure from None
+        if bad:
+            self.bad_reads += bad
+            raise TunDropped(errno.EBADMSG, bad, packets)
         return packets
 
     def read_raw(self) -> bytes | None:
         """One read as the kernel delivers it (vnet header included), None when empty."""
         try:
-            return os.read(self.fd, MAX_PACKET)
+            return os.read(self.fd, MAX_VNET_READ if self.vnet_hdr else MAX_PACKET)
         except BlockingIOError:
             return None
         except OSError as e:
@@ -275,28 +336,32 @@ class TunDevice:
 
     def write_batch(self, packets: list[bytes]) -> None:
         """Write packets in order; with vnet_hdr, TCP segments of a flow go as one
-        coalesced super-packet (see tun_gro.py). A failed write loses its packets, the rest
-        are still written, then `TunDropped` says how many were lost."""
+        coalesced super-packet (fastpath.gro_coalesce: tun_gro.py's rules, in C when built;
+        each write one buffer). A failed write loses its packets, the rest are still
+        written, then `TunDropped` says how many were lost."""
         fd = self.fd
-        if self.vnet_hdr:
-            writev = os.writev
-            if len(packets) > 1:
-                writes = coalesce(packets, self.udp_gro)
-            else:
-                writes = [[_ZERO_VNET_HDR, packets[0]]]
+        write: Callable[[int, Any], int]
+        writes: list[Any]  # buffers for os.write or iovec lists for os.writev
+        if not self.vnet_hdr:
+            write, writes = os.write, packets
+        elif len(packets) == 1:
+            write, writes = os.writev, [[_ZERO_VNET_HDR, packets[0]]]
+        elif fastpath.IMPLEMENTATION != "c":
+            # tun_gro.coalesce's iovec lists: in pure Python joining each write into one
+            # buffer (as _purepath.gro_coalesce does) would only add a copy
+            write, writes = os.writev, coalesce(packets)
         else:
-            writev = os.write  # type: ignore[assignment]
-            writes = packets  # type: ignore[assignment]
+            write, writes = os.write, fastpath.gro_coalesce(packets)
         dropped = 0
         first_error: OSError | None = None
-        for iovec in writes:
+        item: Any
+        for item in writes:
             try:
-                writev(fd, iovec)
+                write(fd, item)
             except OSError as e:
                 if e.errno in _LINK_GONE_ERRNOS:
                     raise LinkGone(self.name) from None
-                # [vnet header, packet] or [vnet header, header, payload per segment]
-                dropped += 1 if not self.vnet_hdr or len(iovec) == 2 else len(iovec) - 2
+                dropped += _packets_in(item) if self.vnet_hdr else 1
                 if first_error is None:
                     first_error = e
         if first_error is not None:
@@ -314,3 +379,16 @@ class TunDevice:
 
 
 _ZERO_VNET_HDR = bytes(VNET_HDR_LEN)
+_vnet_sizes = struct.Struct("<HH").unpack_from  # hdr_len, gso_size
+
+
+def _packets_in(write: bytes | list) -> int:
+    """How many packets a write into a vnet_hdr TUN carried: a vnet header and one packet or
+    a GSO super-packet (one buffer, or an iovec list [header, packet] or [vnet header, header,
+    payload per segment])."""
+    if isinstance(write, list):
+        return 1 if len(write) == 2 else len(write) - 2
+    if len(write) < VNET_HDR_LEN or not write[1]:
+        return 1
+    header_len, gso_size = _vnet_sizes(write, 2)
+    return max(1, -(-(len(write) - VNET_HDR_LEN - header_len) // max(gso_size, 1)))

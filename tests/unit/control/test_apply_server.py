@@ -14,7 +14,7 @@ import socket
 import stat
 
 import pytest
-from looplib import spinning
+from looplib import FakeClock, spinning
 
 from wgpy.control import server as server_module
 from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
@@ -191,14 +191,6 @@ def test_redact_cuts_key_material() -> None:
 # --- bounded cost per connection: descriptors, connection count, idleness, output, scanning ---
 # These drive the loop round by round from the test (no thread) on a scripted clock, and count
 # what the server does rather than timing it.
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 class NoRoomListener:
     """A real listening socket (so the loop can poll it) whose accept fails with EMFILE, as it

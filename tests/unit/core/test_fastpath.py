@@ -14,17 +14,17 @@ from __future__ import annotations
 import array
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from fastpath_lib import load_c
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from packets import tcp4, tcp6, udp4
 from pairlib import seeded_rng
 
 from wgpy import _purepath
@@ -33,37 +33,14 @@ from wgpy.core.device import Device
 from wgpy.core.keypair import Keypair
 
 
-def _can_build() -> str | None:
-    """Why the extension cannot be built here, or None when it can."""
-    if not (shutil.which("cc") or shutil.which("gcc")):
-        return "no C compiler"
-    if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
-        return "no Python.h (python3-dev)"
-    if not any(Path(d, "openssl", "evp.h").exists() for d in ("/usr/include", "/usr/local/include")):
-        return "no OpenSSL headers (libssl-dev)"
-    return None
-
-
-def _load_c():
-    try:
-        from wgpy import _fastpath
-    except ImportError as error:
-        missing_tools = _can_build()
-        if os.environ.get("WGPY_REQUIRE_FASTPATH") == "1" or missing_tools is None:
-            pytest.fail(f"wgpy._fastpath is not importable although it can be built here "
-                        f"(run `pip install -e .` or install.sh): {error}")
-        pytest.skip(f"wgpy._fastpath cannot be built on this machine: {missing_tools}")
-    return _fastpath
-
-
 @pytest.fixture(params=["python", "c"])
 def impl(request):
-    return _purepath if request.param == "python" else _load_c()
+    return _purepath if request.param == "python" else load_c()
 
 
 @pytest.fixture(scope="module")
 def c():
-    return _load_c()
+    return load_c()
 
 
 P = _purepath
@@ -449,7 +426,12 @@ def super_packets(draw):
     payload = (payload * (payload_len // max(len(payload), 1) + 1))[:payload_len]
     gso_size = draw(st.one_of(st.integers(1, 2000), st.sampled_from([1280, 1400, 1448]),
                               st.integers(1, 65535)))
-    vnet = struct.pack("<BBHHHH", 1, 4 if v6 else 1, header_len, gso_size, len(ip), 16)
+    # the kernel's hdr_len is skb_headlen (the linear part), not the headers: never trusted;
+    # the ECN flag comes with a super-packet that carries CWR (TUN_F_TSO_ECN)
+    hdr_len = draw(st.one_of(st.just(header_len), st.integers(0, 0xFFFF)))
+    gso_type = (4 if v6 else 1) | (0x80 if draw(st.booleans()) else 0)
+    vnet = struct.pack("<BBHHHH", draw(st.sampled_from([1, 3])), gso_type, hdr_len, gso_size,
+                       len(ip), 16)
     return vnet + ip + tcp + payload
 
 
@@ -467,17 +449,34 @@ def test_tso_segment_same_bytes_and_valid_segments(c, data, kind) -> None:
     gso_size = int.from_bytes(data[4:6], "little")
     payload = data[10 + header_len:]
     assert b"".join(s[header_len:] for s in segments) == payload
+    original = data[10:10 + header_len]
+    seq = int.from_bytes(original[l4 + 4:l4 + 8], "big")
+    ip_id = int.from_bytes(original[4:6], "big")
+    flags = original[l4 + 13]
+    assert len(segments) == max(1, -(-len(payload) // gso_size))
     for index, segment in enumerate(segments):
         assert len(segment) - header_len == min(gso_size, len(payload) - index * gso_size) or (
             not payload and len(segment) == header_len)
         if not v6 and l4 == 20:
             assert naive_checksums_valid(segment, 20, 6)
         assert _naive_tcp_valid(segment, l4, v6)
-        flags = segment[l4 + 13]
-        if index != len(segments) - 1:
-            assert not flags & 0x09
-        if index:
-            assert not flags & 0x80
+        # the fields a segmenter changes, as the kernel's tcp_gso_segment/inet_gso_segment
+        if v6:
+            assert int.from_bytes(segment[4:6], "big") == len(segment) - 40
+        else:
+            assert int.from_bytes(segment[2:4], "big") == len(segment)
+            assert int.from_bytes(segment[4:6], "big") == (ip_id + index) & 0xFFFF
+        assert int.from_bytes(segment[l4 + 4:l4 + 8], "big") == (seq + index * gso_size) % 2**32
+        last = index == len(segments) - 1
+        expected_flags = flags & ~((0 if last else 0x09) | (0x80 if index else 0))
+        assert segment[l4 + 13] == expected_flags  # FIN/PSH on the last only, CWR first only
+        # and nothing else: the headers are the original's but for those fields
+        unchanged = [(0, 2), (6, 10), (12, l4 + 4), (l4 + 8, l4 + 13), (l4 + 14, l4 + 16),
+                     (l4 + 18, header_len)] if not v6 else [
+                     (0, 4), (6, l4 + 4), (l4 + 8, l4 + 13), (l4 + 14, l4 + 16),
+                     (l4 + 18, header_len)]
+        for start, stop in unchanged:
+            assert segment[start:stop] == original[start:stop]
 
 
 def _naive_tcp_valid(segment: bytes, l4: int, v6: bool) -> bool:
@@ -491,7 +490,7 @@ def _naive_tcp_valid(segment: bytes, l4: int, v6: bool) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(vnet=st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 3, 4, 5, 0x81, 200]),
+@given(vnet=st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 3, 4, 5, 0x80, 0x81, 0x84, 0x85, 200]),
                       st.integers(0, 100), st.integers(0, 70), st.integers(0, 80),
                       st.sampled_from([0, 6, 16, 17, 60])),
        packet=st.binary(max_size=200), version=st.sampled_from([None, 0x45, 0x46, 0x60, 0x4F]))
@@ -506,6 +505,32 @@ def test_tso_segment_hostile_headers_same_outcome(c, vnet, packet, version) -> N
         _same(lambda cut=cut: c.tso_segment(exact[:cut]), lambda cut=cut: P.tso_segment(exact[:cut]))
 
 
+def test_tso_no_gso_partial_checksum_of_zero_goes_out_as_ffff(impl) -> None:
+    """A completed checksum of 0 is written as 0xFFFF, as the kernel's skb_checksum_help:
+    for UDP 0 means "no checksum" (and IPv6 receivers drop it)."""
+    for v6 in (False, True):
+        payload = bytearray(b"\x11\x22" * 20)
+        if v6:
+            ip = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(payload), 17, 64, b"\x20" * 16,
+                             b"\x21" * 16)
+            pseudo_sum = P._fold(sum(struct.unpack("!16H", ip[8:40])) + 17 + 8 + len(payload))
+        else:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0,
+                             bytes([10, 1, 2, 3]), bytes([10, 3, 2, 1]))
+            pseudo_sum = P._fold(sum(struct.unpack("!4H", ip[12:20])) + 17 + 8 + len(payload))
+        udp = bytearray(struct.pack("!HHHH", 1000, 2000, 8 + len(payload), pseudo_sum)) + payload
+        # make the whole sum 0xFFFF: the last payload word takes what is missing
+        udp[-2:] = b"\0\0"
+        rest = P._fold(sum(struct.unpack(f"!{len(udp) // 2}H", udp)))
+        udp[-2:] = (0xFFFF - rest).to_bytes(2, "big")
+        assert P._fold(sum(struct.unpack(f"!{len(udp) // 2}H", udp))) == 0xFFFF
+        l4 = len(ip)
+        data = struct.pack("<BBHHHH", 1, 0, 0, 0, l4, 6) + ip + bytes(udp)
+        (packet,) = impl.tso_segment(data)
+        assert packet[l4 + 6:l4 + 8] == b"\xff\xff"
+        assert packet[:l4 + 6] == ip + bytes(udp[:6]) and packet[l4 + 8:] == bytes(udp[8:])
+
+
 def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:
     segment = _ipv4_tcp(b"y" * 301)
     partial = bytearray(segment)
@@ -515,6 +540,78 @@ def test_tso_no_gso_with_partial_checksum_completes_it(impl) -> None:
     assert impl.tso_segment(data) == [segment]
     plain = struct.pack("<BBHHHH", 0, 0, 0, 0, 0, 0) + segment
     assert impl.tso_segment(plain) == [segment]
+
+
+# --- GRO: coalescing TCP segments for the TUN ------------------------------------------------
+
+def _gro_flows():
+    timestamps = b"\x01\x01\x08\x0a" + bytes(8)
+    return [
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, sport=999, ack=ack),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack, options=timestamps),
+        lambda payload, seq, flags, ack: tcp4(payload, seq, flags, ack=ack, dst="10.7.0.9"),
+        lambda payload, seq, flags, ack: tcp6(payload, seq, flags),
+    ]
+
+
+GRO_STEP = st.one_of(
+    st.tuples(st.just("tcp"), st.integers(0, 4),
+              st.sampled_from([None, None, None, 0, 1, 100, 500, 1199, 9000, 30000]),  # None: 1200
+              st.sampled_from([0x10, 0x10, 0x10, 0x18, 0x02, 0x11, 0x90, 0x50]),
+              st.sampled_from([0, 0, 0, 0, 7, -1200]),  # sequence gap
+              st.sampled_from([1, 1, 1, 2]),  # ack number
+              st.sampled_from([None] * 8 + [-1, 0, 1, 2, 6, 8, 9, 11, 24, 32, 33, 36, 45, 53, 57])),
+    st.tuples(st.just("udp"), st.sampled_from([1, 300])),
+    st.tuples(st.just("raw"), st.binary(max_size=80)),
+    st.tuples(st.just("v4-options"), st.just(0)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.data_too_large])
+@given(story=st.lists(GRO_STEP, max_size=70), kind=st.integers(0, 3))
+def test_gro_coalesce_same_writes_as_the_reference(c, story, kind) -> None:
+    """The C coalescer returns, byte for byte, tun_gro.coalesce's writes joined: flows mixed,
+    PSH/SYN/FIN/CWR, gaps, changed ack, short and huge segments (the 64 KB limit), corrupted
+    bytes anywhere (checksums, addresses, flags, options), UDP and garbage in between."""
+    flows = _gro_flows()
+    next_seq = [1000, 5000, 9000, 2**32 - 3000, 70000]
+    packets = []
+    for step in story:
+        if step[0] == "tcp":
+            _, flow, size, flags, gap, ack, bad_at = step
+            payload = bytes([flow]) * (1200 if size is None else size)
+            seq = (next_seq[flow] + gap) & 0xFFFFFFFF
+            packet = flows[flow](payload, seq, flags, ack)
+            next_seq[flow] = (seq + len(payload)) & 0xFFFFFFFF
+            if bad_at is not None and bad_at < len(packet):
+                packet = packet[:bad_at] + bytes([packet[bad_at] ^ 0x5A]) + packet[bad_at + 1:]
+        elif step[0] == "udp":
+            packet = udp4(b"u" * step[1])
+        elif step[0] == "raw":
+            packet = step[1]
+        else:  # IPv4 with options: never coalesced
+            packet = bytes([0x46]) + flows[0](b"x" * 100, 0, 0x10, 1)[1:] + bytes(4)
+        packets.append(packet)
+    buffers = [_as_buffer(packet, kind) for packet in packets]
+    expected = P.gro_coalesce(packets)
+    assert c.gro_coalesce(buffers) == expected
+    assert c.gro_coalesce(tuple(packets)) == expected
+    assert P.gro_coalesce(buffers) == expected
+
+
+def test_gro_coalesce_a_run_becomes_one_super_packet(impl) -> None:
+    packets = [tcp4(bytes([i]) * 1000, 1000 * i) for i in range(5)]
+    (write,) = impl.gro_coalesce(packets)
+    assert struct.unpack_from("<BBHHHH", write) == (1, 1, 40, 1000, 20, 16)
+    assert write[10 + 40:] == b"".join(bytes([i]) * 1000 for i in range(5))
+    assert impl.gro_coalesce([packets[0]]) == [bytes(10) + packets[0]]
+    assert impl.gro_coalesce([]) == []
+    with pytest.raises(TypeError):
+        impl.gro_coalesce([packets[0], "text"])
+    with pytest.raises(TypeError):
+        impl.gro_coalesce(None)
 
 
 # --- the core through the fast path --------------------------------------------------------

@@ -14,8 +14,10 @@ import os
 import socket
 
 import pytest
-from test_io_loop import FakeClock, ScriptedDevice, drain
+from looplib import FakeClock, ScriptedDevice, drain
+from packets import tcp4
 
+from wgpy import fastpath
 from wgpy.control.stats import format_stats
 from wgpy.errors import DropReason
 from wgpy.io import ratelog
@@ -61,17 +63,35 @@ def test_a_failed_write_loses_that_packet_the_rest_of_the_batch_is_written(monke
 
 
 def test_a_failed_coalesced_write_counts_every_segment_in_it(monkeypatch, tun_fd):
-    from test_io_tun_gro import tcp4
 
     packets = [tcp4(b"a" * 100, 100 * i) for i in range(5)] + [b"\x45" + bytes(39)]
     assert [len(w) for w in coalesce(packets)] == [2 + 5, 2]  # one super-packet, one alone
     calls: list = []
-    monkeypatch.setattr(os, "writev", failing(calls, {0: errno.ENOBUFS}))
+    # each write one buffer (os.write, fastpath.gro_coalesce in C: the count comes from its
+    # vnet header) or an iovec list (os.writev: pure Python)
+    syscall = failing(calls, {0: errno.ENOBUFS})
+    monkeypatch.setattr(os, "write", syscall)
+    monkeypatch.setattr(os, "writev", syscall)
     tun = TunDevice(tun_fd, "wgdfault0", vnet_hdr=True)
     with pytest.raises(TunDropped) as raised:
         tun.write_batch(packets)
     assert len(calls) == 2
     assert raised.value.dropped == 5
+    # with a last segment shorter than the others too
+    packets = [tcp4(b"a" * 100, 100 * i) for i in range(4)] + [tcp4(b"a" * 7, 400)]
+    calls.clear()
+    with pytest.raises(TunDropped) as raised:
+        tun.write_batch(packets)
+    assert len(calls) == 1 and raised.value.dropped == 5
+    # and the pure path's iovec lists (os.writev)
+    calls.clear()
+    fastpath.select(True, "test")
+    try:
+        with pytest.raises(TunDropped) as raised:
+            tun.write_batch(packets)
+    finally:
+        fastpath.select(False)
+    assert len(calls) == 1 and raised.value.dropped == 5
 
 
 def test_link_gone_still_ends_a_write_batch(monkeypatch, tun_fd):

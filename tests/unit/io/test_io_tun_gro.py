@@ -15,45 +15,11 @@ import subprocess
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packets import ACK, FIN, PSH, SYN, checksum, tcp4, tcp6, udp4
+from private_netns import in_new_netns
 
 from wgpy.io import tun_gro
 from wgpy.io.tun_gro import coalesce
-
-ACK, PSH, SYN, FIN = 0x10, 0x08, 0x02, 0x01
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def tcp4(payload: bytes, seq: int, flags: int = ACK, src: str = "10.7.0.2", dst: str = "10.7.0.1",
-         sport: int = 1234, dport: int = 5000, ack: int = 1, options: bytes = b"") -> bytes:
-    src_b, dst_b = socket.inet_aton(src), socket.inet_aton(dst)
-    doff = (20 + len(options)) // 4
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, doff << 4, flags, 65000, 0, 0)
-    tcp += options
-    pseudo = src_b + dst_b + struct.pack("!BBH", 0, 6, len(tcp) + len(payload))
-    csum = checksum(pseudo + tcp + payload)
-    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 1, 0x4000, 64, 6,
-                     0, src_b, dst_b)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return ip + tcp + payload
-
-
-def tcp6(payload: bytes, seq: int, flags: int = ACK) -> bytes:
-    src_b = socket.inet_pton(socket.AF_INET6, "fd07::2")
-    dst_b = socket.inet_pton(socket.AF_INET6, "fd07::1")
-    tcp = struct.pack("!HHIIBBHHH", 1234, 5000, seq, 1, 5 << 4, flags, 65000, 0, 0)
-    pseudo = src_b + dst_b + struct.pack("!I3xB", len(tcp) + len(payload), 6)
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
-    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + len(payload), 6, 64, src_b, dst_b)
-    return ip + tcp + payload
 
 
 def joined(write: list) -> bytes:
@@ -125,24 +91,11 @@ def test_a_non_candidate_ends_open_groups_so_order_is_kept() -> None:
     assert [w[1] for w in writes] == packets
 
 
-def udp4(payload: bytes, sport: int = 1234, dst: str = "10.7.0.1") -> bytes:
-    src_b, dst_b = socket.inet_aton("10.7.0.2"), socket.inet_aton(dst)
-    udp = struct.pack("!HHHH", sport, 6000, 8 + len(payload), 0)
-    pseudo = src_b + dst_b + struct.pack("!BBH", 0, 17, len(udp) + len(payload))
-    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp + payload)) + udp[8:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 7, 0x4000, 64, 17, 0,
-                     src_b, dst_b)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return ip + udp + payload
-
-
 def test_udp_is_written_datagram_by_datagram_and_ends_open_groups() -> None:
     packets = [udp4(b"a" * 100) for _ in range(3)]
     assert [w[1] for w in coalesce(packets)] == packets
     tcp_and_udp = [tcp4(b"t" * 100, 0), udp4(b"u" * 100), tcp4(b"t" * 100, 100)]
     assert [w[1] for w in coalesce(tcp_and_udp)] == tcp_and_udp
-    with pytest.raises(ValueError):
-        coalesce(packets, udp=True)  # measured and removed (README)
 
 
 @pytest.mark.parametrize("flags", [SYN | ACK, FIN | ACK, ACK | 0x04, ACK | 0x40, 0])
@@ -166,12 +119,8 @@ def test_shorter_segment_psh_options_and_size_limit() -> None:
     assert all(size <= 65535 for size in sizes) and sum(sizes) - 40 * len(sizes) == 60 * 1400
 
 
-CLONE_NEWNET = 0x40000000
-
-
 @pytest.mark.e2e  # root: a network namespace (tests/conftest.py)
 def test_kernel_accepts_coalesced_tcp_writes() -> None:
-    from test_io_kernel import in_new_netns
 
     from wgpy.io.tun_linux import TunDevice
 
