@@ -26,6 +26,9 @@ PAIRS = {
     "wgpy-wgpy": ("wgpy", "wgpy"),
     "wgpy-wggo": ("wgpy", "wireguard-go"),
     "wggo-wgpy": ("wireguard-go", "wgpy"),
+    # the pure-Python per-packet path (WGPY_PURE=1) against wireguard-go, both roles
+    "wgpypure-wggo": ("wgpy-pure", "wireguard-go"),
+    "wggo-wgpypure": ("wireguard-go", "wgpy-pure"),
 }
 
 
@@ -33,6 +36,8 @@ def start(topo: Topology, ns, impl: str) -> tuple[str, object]:
     ifname = topo.ifname()
     if impl == "wgpy":
         process = topo.start_wgpy_daemon(ns, ifname)
+    elif impl == "wgpy-pure":
+        process = topo.start_wgpy_daemon(ns, ifname, extra_env={"WGPY_PURE": "1"})
     else:
         process = topo.start_wireguard_go(ns, ifname)
     return ifname, process
@@ -147,7 +152,7 @@ def test_roaming_port_and_address_are_followed(topo: Topology, pair: str) -> Non
     assert dump_peer(topo, end_a, end_b).endpoint == "192.168.78.2:51999"
     end_a.ns.ping(end_b.ip4)
 
-    if PAIRS[pair][1] != "wgpy":
+    if not PAIRS[pair][1].startswith("wgpy"):
         return  # Debian's wireguard-go keeps sending from its old (sticky) source address
     veth_b = end_b.ns.run("ip -o -4 addr show | awk '/192.168.78.2/ {print $2}'").stdout.strip()
     # (deleting a primary address takes its secondaries along: delete first, then add)
@@ -158,7 +163,7 @@ def test_roaming_port_and_address_are_followed(topo: Topology, pair: str) -> Non
     end_a.ns.ping(end_b.ip6)
 
 
-@pytest.mark.parametrize("pair", ["wgpy-wgpy", "wgpy-wggo"])
+@pytest.mark.parametrize("pair", ["wgpy-wgpy", "wgpy-wggo", "wgpypure-wggo"])
 def test_tcp_both_ways(topo: Topology, pair: str) -> None:
     end_a, end_b = make_pair(topo, PAIRS[pair])
     end_a.ns.ping(end_b.ip4, count=1)
