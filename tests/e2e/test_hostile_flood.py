@@ -47,7 +47,7 @@ def vm_rss_kb(pid: int) -> int:
 
 def flood(topo: Topology, ns: Netns, kind: str, host: str, port: int, key: str = "-",
           seconds: float = FLOOD_SECONDS, extra: tuple[str, ...] = ()):
-    return topo._popen(ns, [sys.executable, str(FLOOD_SCRIPT), kind, host, str(port), key,
+    return ns.popen([sys.executable, str(FLOOD_SCRIPT), kind, host, str(port), key,
                             "--seconds", str(seconds), *extra])
 
 
@@ -118,7 +118,7 @@ def test_initiation_flood_cookies_and_legitimate_peers_survive(topo: Topology, r
     attacker = flood(topo, site.x, "initiations", "192.168.82.1", site.server.listen_port,
                      site.server.public_key, extra=("--rate", str(rate)))
     time.sleep(1.0)  # the load detector trips within the first second
-    pinger = topo._popen(site.c, ["ping", "-n", "-q", "-i", "0.2", "-c", "25", "-W", "1",
+    pinger = site.c.popen(["ping", "-n", "-q", "-i", "0.2", "-c", "25", "-W", "1",
                                   site.server.ip4])
     # the new peer's handshake, started under load; wireguard-go retries every 5 s
     started = time.monotonic()
@@ -257,7 +257,7 @@ print("\n".join(found))
 
 def capture_transport(topo: Topology, ns: Netns, ifname: str, port: int, traffic) -> list[str]:
     """Real transport datagrams to `port`, seen on ifname in ns while `traffic()` runs."""
-    sniffer = topo._popen(ns, [sys.executable, "-c", SNIFFER, ifname, str(port), "12", "8"])
+    sniffer = ns.popen([sys.executable, "-c", SNIFFER, ifname, str(port), "12", "8"])
     time.sleep(0.3)
     traffic()
     sniffer.wait(timeout=15)

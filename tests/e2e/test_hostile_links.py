@@ -92,7 +92,7 @@ def test_impaired_relay_loss_reorder_duplicate_delay(topo: Topology) -> None:
     a_if, b_if = topo.ifname(), topo.ifname()
     topo.start_wgpy_daemon(a, a_if)
     topo.start_wgpy_daemon(b, b_if)
-    relay = topo._popen(m, [sys.executable, "-c", RELAY, "40000", "192.168.85.1", "51820"])
+    relay = m.popen([sys.executable, "-c", RELAY, "40000", "192.168.85.1", "51820"])
     # a has no endpoint for b (learns the relay's address); b sends to the relay
     end_a, end_b = topo.configure_pair(a, a_if, b, b_if, a_host=None, b_host=None)
     topo.wg(b, "set", b_if, "peer", end_a.public_key, "endpoint", "192.168.86.1:40000")

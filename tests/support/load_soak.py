@@ -57,10 +57,10 @@ def soak(topo: Topology, seconds: float, rate: str = "20M") -> SoakResult:
     end_a, end_b = topo.configure_pair(a, a_if, b, b_if, a_host="192.168.89.1",
                                        b_host="192.168.89.2")
     a.ping(end_b.ip4)
-    server = topo._popen(b, ["iperf3", "-s", "-1", "-p", "5201"])
+    server = b.popen(["iperf3", "-s", "-1", "-p", "5201"])
     wait_for(lambda: b.run(["ss", "-Hltn", "sport = :5201"]).stdout.strip(), timeout=5,
              message="iperf3 server")
-    client = topo._popen(a, ["iperf3", "-J", "-c", end_b.ip4, "-p", "5201", "--bidir",
+    client = a.popen(["iperf3", "-J", "-c", end_b.ip4, "-p", "5201", "--bidir",
                              "-b", rate, "-t", f"{seconds:g}"])
     result = SoakResult(seconds=seconds, changes=0)
     extra: list[str] = []

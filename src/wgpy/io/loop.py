@@ -131,6 +131,7 @@ class DeviceLoop:
         clock: Callable[[], float] = time.monotonic,
         batch: int = BATCH,
         wall_clock: Callable[[], float] = time.time,
+        source_checker: SourceChecker | None = None,
     ) -> None:
         self.device = device
         self.tun = tun
@@ -150,7 +151,7 @@ class DeviceLoop:
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
         self._route_events: RouteEvents | None = None  # addresses and routes, our namespace
         self._link_events: RouteEvents | None = None  # the TUN's link, in its namespace
-        self._source_checker: SourceChecker | None = None
+        self._source_checker = source_checker  # made at the first route event if None
         self.faults = RateLimitedLog(log, clock)
         device.wall_offset = wall_clock() - clock()
         net.drops = device.drops  # e.g. SEND_BUFFER_FULL, counted by the UDP bind
@@ -258,7 +259,7 @@ class DeviceLoop:
         assert events is not None
         changes = events.read()
         if changes.addresses_or_routes or changes.overrun:
-            self._recheck_sources()
+            self.recheck_sources()
 
     def _on_link_events(self) -> None:
         events = self._link_events
@@ -275,8 +276,9 @@ class DeviceLoop:
             log.debug("MTU of the interface is now %d", changes.mtu)
             self.device.mtu = changes.mtu
 
-    def _recheck_sources(self) -> None:
-        """Forget the cached sources the kernel would no longer send from (rtnl.py)."""
+    def recheck_sources(self) -> None:
+        """Forget the cached sources the kernel would no longer send from (rtnl.py): what an
+        address or route change does."""
         peers = self.device.peers.values()
         cached = sum(1 for p in peers if p.endpoint is not None and len(p.endpoint) > 2)
         if not cached:

@@ -97,7 +97,7 @@ def test_padding_follows_the_interface_mtu_set_after_start(rig):
     assert device.mtu == 1412
     tun.delete()  # an unreadable MTU changes nothing
     clock.now += 1.0
-    loop._housekeeping()
+    loop.run_once(max_wait=0)
     assert device.mtu == 1412
 
 

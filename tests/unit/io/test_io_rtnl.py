@@ -148,11 +148,11 @@ def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_in
     device.peers.update({p.public_key: p for p in peers})
     udp = MemoryUdp(MemoryNetwork(), "192.0.2.9")
     udp.open(51820)
-    loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0)
     checker = Checker()
-    loop._source_checker = checker  # type: ignore[assignment]
+    loop = DeviceLoop(device, MemoryTun(), udp, clock=lambda: 1000.0,
+                      source_checker=checker)  # type: ignore[arg-type]
     try:
-        loop._recheck_sources()
+        loop.recheck_sources()
         assert checker.refreshed == 1
         assert sorted(checker.asked) == [("192.0.2.1", b"kept", True),
                                          ("192.0.2.2", b"gone", True)]
@@ -161,7 +161,7 @@ def test_after_a_route_change_the_loop_asks_once_per_endpoint_and_forgets_the_in
         # more cached sources than route lookups allowed: addresses only
         monkeypatch.setattr(loop_module, "SOURCE_ROUTE_CHECKS_MAX", 1)
         checker.asked.clear()
-        loop._recheck_sources()
+        loop.recheck_sources()
         assert checker.asked == [("192.0.2.1", b"kept", False)]
     finally:
         loop.close()
