@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 from netns import Topology
 
-from wgpy.control.model import DeviceState, PeerState
 from wgpy.control.uapi import format_get
 from wgpy.keys import generate_private_key, key_from_base64, key_to_base64, public_key
+from wgpy.model import DeviceState, PeerState
 
 NETNS_PREFIX = "wgc"
 pytestmark = pytest.mark.e2e

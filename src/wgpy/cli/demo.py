@@ -27,8 +27,8 @@ from pyroute2 import IPRoute, NetNS, netns
 
 from wgpy import fastpath
 from wgpy.control.client import UapiClient
-from wgpy.control.model import PeerSet, SetRequest
 from wgpy.keys import generate_preshared_key, generate_private_key, key_to_base64, public_key
+from wgpy.model import PeerSet, SetRequest
 
 SOCKET_DIR = Path("/var/run/wireguard")
 OUTER = ("10.250.0.1", "10.250.0.2", "fdfa::1", "fdfa::2")

@@ -12,8 +12,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from wgpy.control.model import DeviceState, Endpoint, IPNetwork, PeerState
 from wgpy.keys import key_to_base64, public_key
+from wgpy.model import DeviceState, HostPort, IPAddress, IPNetwork, PeerState
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"
@@ -54,13 +54,13 @@ def has_preshared_key(peer: PeerState) -> bool:
     return any(peer.preshared_key)
 
 
-def ntop(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def ntop(address: IPAddress) -> str:
     """inet_ntop's spelling (glibc writes ::ffff:1.2.3.4 and ::1.2.3.4 forms dotted)."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     return socket.inet_ntop(family, address.packed)
 
 
-def format_endpoint(endpoint: Endpoint) -> str:
+def format_endpoint(endpoint: HostPort) -> str:
     """getnameinfo(NI_NUMERICHOST) then "[host]:port" when the host contains ':'."""
     host, port = endpoint
     bare, percent, zone = host.partition("%")

@@ -27,7 +27,7 @@ from wgpy.cli.wg_set import (
 )
 from wgpy.conf import values
 from wgpy.control.client import DeviceControl
-from wgpy.control.model import DeviceState
+from wgpy.model import DeviceState
 
 WG_TOOLS_VERSION = "1.0.20210914"
 IFNAMSIZ = 16

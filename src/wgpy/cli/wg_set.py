@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from wgpy.conf import ConfigError, parse_config, values
 from wgpy.conf.parser import Config
-from wgpy.control.model import DeviceState, PeerSet, SetRequest
+from wgpy.model import DeviceState, PeerSet, SetRequest
 
 WG_KEY_B64_LEN = 44
 

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wgpy.conf import values
-from wgpy.control.model import Endpoint, IPNetwork
-
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from wgpy.model import HostPort, IPInterface, IPNetwork
 
 # Keys wg itself understands, by section (lower case → canonical spelling).
 WG_INTERFACE_KEYS = {k.lower(): k for k in ("PrivateKey", "ListenPort", "FwMark")}
@@ -93,7 +91,7 @@ class PeerSection:
     comments: list[str] = field(default_factory=list)
     source: list[SourceLine] = field(default_factory=list)
     # Filled only when parse_config was given a resolver (wg resolves while parsing).
-    resolved_endpoint: Endpoint | None = None
+    resolved_endpoint: HostPort | None = None
     parsed_snapshot: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
 
 
@@ -173,7 +171,7 @@ class _Parser:
         self,
         path: str,
         quick: bool,
-        resolve_endpoint: Callable[[str], Endpoint] | None,
+        resolve_endpoint: Callable[[str], HostPort] | None,
         on_warning: Callable[[int, str], None] | None = None,
     ) -> None:
         self.on_warning = on_warning
@@ -375,7 +373,7 @@ def parse_config(
     text: str,
     path: str = "<stdin>",
     quick: bool = True,
-    resolve_endpoint: Callable[[str], Endpoint] | None = None,
+    resolve_endpoint: Callable[[str], HostPort] | None = None,
     on_warning: Callable[[int, str], None] | None = None,
 ) -> Config:
     """Parse a wg (quick=False) or wg-quick (quick=True) configuration.

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wgpy.control.model import Endpoint, IPNetwork
 from wgpy.keys import B64_KEY_LEN, KeyError_, key_from_base64, key_to_base64
+from wgpy.model import HostPort, IPAddress, IPNetwork
 
 # wg's char_is_space: \t \n \v \f \r and space.
 WG_SPACE = "\t\n\v\f\r "
@@ -116,7 +116,7 @@ def parse_persistent_keepalive(value: str) -> int:
     return _digits_value(value)
 
 
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _parse_ip(text: str) -> IPAddress:
     # wg picks the family by the presence of ':' and uses inet_pton, which is stricter than
     # Python's ipaddress in a few corners (no scope ids), so use inet_pton itself.
     try:
@@ -202,7 +202,7 @@ def resolve_endpoint(
     *,
     warn: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> Endpoint:
+) -> HostPort:
     """Resolve an endpoint like wg: getaddrinfo, retrying transient failures with backoff.
 
     Retries start at 1 s, grow by 6/5 up to 20 s, WG_ENDPOINT_RESOLUTION_RETRIES times;

@@ -28,9 +28,9 @@ import errno
 import hmac
 from typing import Any, Protocol
 
-from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
 from wgpy.core.peer import remote_address
 from wgpy.io.clock import wall_clock_of
+from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 _ZERO_KEY = bytes(32)
 

@@ -14,8 +14,8 @@ import stat
 from pathlib import Path
 from typing import Protocol
 
-from wgpy.control.model import DeviceState, SetRequest
 from wgpy.control.uapi import UapiError, format_set, parse_get, parse_set_response
+from wgpy.model import DeviceState, SetRequest
 
 DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
 SOCKET_SUFFIX = ".sock"

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
 from wgpy.keys import key_to_base64
+from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 WIREGUARD_MODULE_DIR = Path("/sys/module/wireguard")
 

@@ -20,9 +20,7 @@ from typing import Self
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from wgpy.model import IPAddress, IPInterface, IPNetwork
 
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3  # what iproute2 puts on routes added by hand

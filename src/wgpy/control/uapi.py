@@ -18,8 +18,8 @@ import errno as errno_codes
 import ipaddress
 import socket
 
-from wgpy.control.model import DeviceState, Endpoint, IPNetwork, PeerSet, PeerState, SetRequest
 from wgpy.keys import KeyError_, key_from_hex, key_to_hex
+from wgpy.model import DeviceState, HostPort, IPAddress, IPNetwork, PeerSet, PeerState, SetRequest
 
 
 class UapiError(Exception):
@@ -59,12 +59,12 @@ def format_network(network: IPNetwork) -> str:
     return f"{socket.inet_ntop(socket.AF_INET6, address.packed)}/{network.prefixlen}"
 
 
-def format_endpoint(endpoint: Endpoint) -> str:
+def format_endpoint(endpoint: HostPort) -> str:
     host, port = endpoint
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_endpoint(text: str) -> Endpoint:
+def parse_endpoint(text: str) -> HostPort:
     """A literal "ip:port" or "[ipv6%zone]:port", as Go's netip.ParseAddrPort accepts it."""
     if text.startswith("["):
         close = text.find("]")
@@ -116,7 +116,7 @@ def _parse_allowed_ip(value: str) -> IPNetwork:
         raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
     try:
         # the family by its separator (what ip_address finds by trying both, raising once)
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = (
+        address: IPAddress = (
             ipaddress.IPv6Address(address_text) if ":" in address_text
             else ipaddress.IPv4Address(address_text))
         if "%" in address_text:

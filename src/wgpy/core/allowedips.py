@@ -22,10 +22,11 @@ hashable. `None` cannot be an owner, since `lookup` returns None for "no route".
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
+from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from typing import Generic, TypeVar
 
-Network = IPv4Network | IPv6Network
+from wgpy.model import IPNetwork as Network
+
 NetworkLike = Network | IPv4Interface | IPv6Interface | str
 
 OwnerT = TypeVar("OwnerT")

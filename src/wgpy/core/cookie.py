@@ -53,9 +53,9 @@ from wgpy.constants import (
     XNONCE_LEN,
 )
 from wgpy.core.crypto import HASH, MAC, CryptoError, xaead_decrypt, xaead_encrypt
+from wgpy.model import Endpoint
 
 Rng = Callable[[int], bytes]
-Endpoint = tuple[str, int]
 
 _MACS_LEN = 2 * MAC_LEN
 # type (u8), reserved (3 zero bytes), receiver index (u32 LE), nonce, encrypted cookie + tag

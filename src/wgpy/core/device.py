@@ -53,11 +53,12 @@ from wgpy.core.messages import (
     parse_initiation,
     parse_response,
 )
-from wgpy.core.peer import Endpoint, Peer
+from wgpy.core.peer import Peer
 from wgpy.core.tai64n import tai64n
 from wgpy.core.timers import Timer, Timers
 from wgpy.core.underload import UnderLoad
 from wgpy.errors import DropReason, WgError
+from wgpy.model import Endpoint
 
 _QUEUED_INITIATION = int(Timer.QUEUED_INITIATION)
 _unpack_header = TRANSPORT_HEADER.unpack_from

@@ -10,14 +10,7 @@ from wgpy.core.cookie import CookieGenerator
 from wgpy.core.keypair import Keypairs
 from wgpy.core.noise import ZERO_KEY, Handshake
 from wgpy.core.timers import PeerTimers
-
-# Where a peer is: the remote (host, port), and -- once an authenticated datagram from it arrived
-# through an IO layer that reports the local address it arrived at -- that local source as a third
-# item (host, port, source). The source is opaque to the core (the IO layer makes it and sends
-# from it again: the kernel's "sticky" endpoint src4/src6). The three items are compared together,
-# so a datagram that arrives at another local address moves the endpoint as roaming does, and only
-# after authentication. `wg set ... endpoint` stores a bare (host, port): no source.
-Endpoint = tuple[str, int] | tuple[str, int, bytes]
+from wgpy.model import Endpoint
 
 
 class Peer:

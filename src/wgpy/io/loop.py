@@ -51,11 +51,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from wgpy.core.events import Event
-from wgpy.core.peer import Endpoint, Peer, forget_sources
+from wgpy.core.peer import Peer, forget_sources
 from wgpy.errors import DropReason
 from wgpy.io.ratelog import RateLimitedLog
 from wgpy.io.rtnl import ADDRESS_AND_ROUTE_GROUPS, RouteEvents, SourceChecker
 from wgpy.io.tun_linux import LinkGone, TunDropped
+from wgpy.model import Endpoint
 
 log = logging.getLogger("wgpy.io.loop")
 

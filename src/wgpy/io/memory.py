@@ -19,8 +19,8 @@ import collections
 import socket
 from collections.abc import Iterable
 
-from wgpy.control.model import Endpoint
 from wgpy.io.tun_linux import LinkGone
+from wgpy.model import Endpoint
 
 
 class _Wakeup:

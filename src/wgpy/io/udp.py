@@ -34,8 +34,8 @@ import struct
 from collections import Counter
 from collections.abc import Iterable
 
-from wgpy.control.model import Endpoint
 from wgpy.errors import DropReason
+from wgpy.model import Endpoint
 
 log = logging.getLogger("wgpy.io.udp")
 

@@ -23,12 +23,9 @@ from wgpy import keys
 from wgpy.conf import Config, ConfigError, parse_config, values
 from wgpy.conf.writer import check_no_control_characters
 from wgpy.control.client import DeviceControl
-from wgpy.control.model import DeviceState, IPNetwork, PeerSet, SetRequest
+from wgpy.model import DeviceState, IPAddress, IPInterface, IPNetwork, PeerSet, SetRequest
 from wgpy.ops import serverconf
 from wgpy.ops.serverconf import ServerConfig, peer_name
-
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_CLIENT_ALLOWED_IPS = "0.0.0.0/0, ::/0"
 DEFAULT_KEEPALIVE = 25  # a phone or laptop is usually behind NAT

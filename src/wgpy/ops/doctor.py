@@ -21,7 +21,7 @@ from wgpy import keys
 from wgpy.conf import Config
 from wgpy.conf.disabled import is_disabled_line
 from wgpy.conf.values import split_endpoint
-from wgpy.control.model import DeviceState, IPNetwork, PeerState
+from wgpy.model import DeviceState, IPNetwork, PeerState
 from wgpy.ops import firewall
 from wgpy.ops.serverconf import peer_name
 from wgpy.ops.system import INTERNET_PROBE, HostView, RouteProbes

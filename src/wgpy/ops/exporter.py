@@ -30,8 +30,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from wgpy.control.client import DeviceControl
-from wgpy.control.model import DeviceState
 from wgpy.keys import key_to_base64
+from wgpy.model import DeviceState
 from wgpy.ops.monitor import peer_names
 
 LABELS = ["interface", "public_key", "allowed_ips", "friendly_name"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from wgpy import keys
 from wgpy.conf import ConfigError
-from wgpy.control.model import DeviceState
+from wgpy.model import DeviceState
 from wgpy.ops import serverconf
 
 DEFAULT_MAX_AGE = 180  # REJECT_AFTER_TIME: older sessions are dead

@@ -20,7 +20,7 @@ from wgpy.cli import show as fmt
 from wgpy.conf import ConfigError, PeerSection, values
 from wgpy.conf.disabled import DisabledPeer, disable_lines, enable_line, find_disabled_peers
 from wgpy.control.client import DeviceControl
-from wgpy.control.model import DeviceState, IPNetwork, PeerSet, PeerState, SetRequest
+from wgpy.model import DeviceState, IPNetwork, PeerSet, PeerState, SetRequest
 from wgpy.ops import serverconf
 from wgpy.ops.addpeer import OpsError, load_server
 from wgpy.ops.serverconf import ServerConfig, peer_name

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgpy.control.model import IPNetwork
+from wgpy.model import IPNetwork
 
 MAIN_TABLE = 254
 RTN_UNICAST = 1

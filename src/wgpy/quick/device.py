@@ -12,8 +12,8 @@ from pathlib import Path
 from wgpy.conf import Config
 from wgpy.conf import values as conf_values
 from wgpy.control.client import DeviceControl
-from wgpy.control.model import DeviceState, PeerSet, SetRequest
 from wgpy.control.uapi import UapiError
+from wgpy.model import DeviceState, PeerSet, SetRequest
 from wgpy.quick import log
 from wgpy.quick.config import QuickError
 

@@ -29,14 +29,13 @@ from pathlib import Path
 from wgpy.conf import Config, ConfigError, PeerSection, format_config, parse_config, values
 from wgpy.conf.disabled import find_disabled_peers
 from wgpy.conf.writer import without_peers, write_config_file
-from wgpy.control.model import DeviceState, Endpoint, PeerState
 from wgpy.control.netlink import Netlink
 from wgpy.keys import is_zero
+from wgpy.model import DeviceState, HostPort, IPInterface, PeerState
 from wgpy.quick import device, dns, log
 from wgpy.quick.config import QuickConfig, QuickError
 
 LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 @dataclass
@@ -142,7 +141,7 @@ def _merge_peer(section: PeerSection, live: PeerState) -> None:
         section.persistent_keepalive = live.persistent_keepalive or None
 
 
-def _same_endpoint(written: str | None, live: Endpoint) -> bool:
+def _same_endpoint(written: str | None, live: HostPort) -> bool:
     """Whether the file's Endpoint is the one running. A host name stays as written when its
     port matches (the device holds what it resolved to; the name is what the operator meant)."""
     if written is None:

@@ -28,7 +28,6 @@ from types import FrameType
 
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from wgpy.control.model import DeviceState
 from wgpy.control.netlink import (
     IPNetwork,
     Netlink,
@@ -37,6 +36,7 @@ from wgpy.control.netlink import (
     read_sysctl,
     write_sysctl,
 )
+from wgpy.model import DeviceState
 from wgpy.quick import device, dns, firewall, hooks, log
 from wgpy.quick.config import QuickConfig, QuickError, routing_table_number
 from wgpy.quick.interface import add_interface, delete_interface

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from wgpy.cli import wg
-from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
 from wgpy.keys import key_from_base64, key_to_base64, public_key
+from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 K = [bytes([i + 1] * 32) for i in range(8)]
 B = [key_to_base64(k) for k in K]

@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from wgpy.cli import show
-from wgpy.control.model import DeviceState, PeerState
 from wgpy.keys import key_to_base64, public_key
+from wgpy.model import DeviceState, PeerState
 
 NOW = 1_700_000_000
 K = [bytes([i] * 32) for i in range(10)]

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgpy.control.client import UapiClient
-from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
 from wgpy.control.uapi import (
     UapiError,
     format_get,
@@ -23,6 +22,7 @@ from wgpy.control.uapi import (
     parse_get,
     parse_set,
 )
+from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 K1, K2, K3 = bytes(range(32)), bytes(range(1, 33)), bytes([0xAB] * 32)
 H1, H2, H3 = K1.hex(), K2.hex(), K3.hex()

@@ -22,7 +22,7 @@ from wgpy.control.kernel import (
     peer_to_pyroute2,
     set_request_to_calls,
 )
-from wgpy.control.model import DeviceState, PeerSet, PeerState, SetRequest
+from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 K = [bytes([i + 1] * 32) for i in range(6)]
 

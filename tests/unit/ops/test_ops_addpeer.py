@@ -12,7 +12,7 @@ import pytest
 
 from wgpy import keys
 from wgpy.conf import parse_config
-from wgpy.control.model import DeviceState, PeerState, SetRequest
+from wgpy.model import DeviceState, PeerState, SetRequest
 from wgpy.ops import commands, serverconf
 from wgpy.ops.addpeer import (
     AddPeerRequest,

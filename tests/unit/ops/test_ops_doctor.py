@@ -10,7 +10,7 @@ import ipaddress
 
 from wgpy import keys
 from wgpy.conf import parse_config
-from wgpy.control.model import DeviceState, PeerState
+from wgpy.model import DeviceState, PeerState
 from wgpy.ops import doctor, firewall
 from wgpy.ops.doctor import Status
 from wgpy.ops.system import HostView, Route

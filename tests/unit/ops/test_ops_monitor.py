@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wgpy import keys
-from wgpy.control.model import DeviceState, PeerState
+from wgpy.model import DeviceState, PeerState
 from wgpy.ops import commands, exporter, monitor
 
 NOW = 1_800_000_000

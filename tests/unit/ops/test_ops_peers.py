@@ -15,7 +15,7 @@ from wgpy import keys
 from wgpy.cli import show
 from wgpy.conf import ConfigError, parse_config, strip_config
 from wgpy.conf.disabled import disable_lines, enable_line, find_disabled_peers, is_disabled_line
-from wgpy.control.model import DeviceState, PeerState, SetRequest
+from wgpy.model import DeviceState, PeerState, SetRequest
 from wgpy.ops import peers
 from wgpy.ops.addpeer import OpsError
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from wgpy.cli import wg_quick
 from wgpy.conf import ConfigError
-from wgpy.control.model import DeviceState, PeerState
 from wgpy.control.netlink import RouteInfo
 from wgpy.keys import generate_private_key, key_to_base64, public_key
+from wgpy.model import DeviceState, PeerState
 from wgpy.quick import config as quick_config
 from wgpy.quick import dns, firewall
 from wgpy.quick.config import QuickError, resolve_path, routing_table_number

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgpy.conf import parse_config
-from wgpy.control.model import DeviceState, PeerState
 from wgpy.keys import key_to_base64
+from wgpy.model import DeviceState, PeerState
 from wgpy.quick.save import Running, merged_text
 
 K = [bytes([n]) * 32 for n in range(1, 8)]
