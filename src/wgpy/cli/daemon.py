@@ -275,6 +275,7 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
     from wgpy import fastpath
     from wgpy.control.server import DeviceUapi, UapiServer
     from wgpy.core.device import Device
+    from wgpy.io.clock import wall_clock_of
     from wgpy.io.entropy import BufferedRandom
     from wgpy.io.loop import DeviceLoop
     from wgpy.io.udp import UdpBind
@@ -302,7 +303,7 @@ def _serve(tun: TunDevice, listener: socket.socket, path: str) -> int:
         loop.watch_route_events()
     except OSError as e:
         log.warning("Cannot follow link and route changes (%s); polling the MTU", e.strerror)
-    handler = DeviceUapi(device, loop, time.monotonic, after_set=loop.flush)
+    handler = DeviceUapi(device, loop, time.monotonic, wall_clock_of, after_set=loop.flush)
     server = UapiServer(listener, path, handler, loop)
 
     def check_socket() -> None:

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import errno
 import hmac
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from wgpy.core.peer import remote_address
-from wgpy.io.clock import wall_clock_of
 from wgpy.model import DeviceState, PeerSet, PeerState, SetRequest
 
 _ZERO_KEY = bytes(32)
@@ -127,8 +127,13 @@ def _apply_peer(device: Any, peer_set: PeerSet, now: float) -> None:
         device.set_persistent_keepalive(peer, peer_set.persistent_keepalive, now)
 
 
-def device_state(device: Any) -> DeviceState:
-    """The Device as `get=1` reports it; handshake times converted to wall-clock."""
+WallClockOf = Callable[[float | None], tuple[int, int]]
+
+
+def device_state(device: Any, wall_clock_of: WallClockOf) -> DeviceState:
+    """The Device as `get=1` reports it. The core's times are monotonic; `wall_clock_of` (the
+    daemon's clock, io/clock.py) turns a handshake's instant into (seconds, nanoseconds) since
+    the epoch, (0, 0) for None (never)."""
     peers = []
     for peer in device.peers.values():
         sec, nsec = wall_clock_of(peer.last_handshake)

@@ -415,17 +415,19 @@ class DeviceUapi:
     """The UapiHandler for a Device: the codec plus control/apply.py."""
 
     def __init__(self, device: Device, net: NetControl | None, clock: Callable[[], float],
+                 wall_clock_of: Callable[[float | None], tuple[int, int]],
                  after_set: Callable[[], None] | None = None) -> None:
         self.device = device
         self.net = net
-        self.clock = clock
+        self.clock = clock  # the core's monotonic `now`
+        self.wall_clock_of = wall_clock_of  # a monotonic instant as get=1 reports it
         self.after_set = after_set  # e.g. flush the keepalives a set produced
 
     def handle_get(self) -> str:
         from wgpy.control.apply import device_state
         from wgpy.control.uapi import format_get
 
-        return format_get(device_state(self.device))
+        return format_get(device_state(self.device, self.wall_clock_of))
 
     def handle_stats(self) -> str:
         from wgpy.control.stats import format_stats

@@ -195,7 +195,7 @@ def test_state_round_trips_through_the_codec(device: Device) -> None:
                              "persistent_keepalive_interval=7\nallowed_ip=10.9.0.0/16\n")
     peer = device.get_peer(peer_key)
     peer.rx_bytes, peer.tx_bytes = 123, 456
-    state = parse_get(format_get(device_state(device)))
+    state = parse_get(format_get(device_state(device, wall_clock_of)))
     assert state.private_key == private and state.listen_port == 51820 and state.fwmark == 3
     (got,) = state.peers
     assert got.public_key == peer_key and got.endpoint == ("10.0.0.1", 5)
@@ -211,7 +211,7 @@ def test_the_private_key_is_stored_clamped(device: Device) -> None:
     unclamped = bytes([0xFF] * 32)
     clamped = bytes([0xF8]) + bytes([0xFF] * 30) + bytes([0x7F])
     apply(device, FakeNet(), f"private_key={unclamped.hex()}\n")
-    state = parse_get(format_get(device_state(device)))
+    state = parse_get(format_get(device_state(device, wall_clock_of)))
     assert state.private_key == clamped
     assert device.public_key == public_key(clamped)
     # setting the unclamped key again is the same key: nothing changes (sessions are kept)

@@ -27,6 +27,7 @@ from wgpy.control.stats import StatsError, format_stats, parse_stats
 from wgpy.control.uapi import format_get, parse_get
 from wgpy.core.device import Device
 from wgpy.errors import DropReason
+from wgpy.io.clock import wall_clock_of
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
 from wgpy.keys import generate_private_key, public_key
@@ -112,7 +113,7 @@ def test_server_answers_stats_and_get_stays_standard(listener) -> None:
     for _ in range(3):
         device.receive_datagram(b"", ("192.0.2.9", 9), NOW)
     device.receive_datagram(b"\x09" + bytes(40), ("192.0.2.9", 9), NOW)
-    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW), NullLoop())
+    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW, wall_clock_of), NullLoop())
     answer = serve_bytes(server, b"wgpy_stats=1\n\n").decode()
     assert parse_stats(answer) == ({"empty": 3, "unknown_type": 1}, 0)
     # the get answer carries no wgpy key (the real wg must keep parsing it)
@@ -145,7 +146,7 @@ def test_client_reads_drops_over_a_real_socket_and_json_shows_them(tmp_path) -> 
     device.receive_datagram(b"\x01" + bytes(147), ("192.0.2.9", 9), NOW)  # bad mac1
     loop = DeviceLoop(device, MemoryTun(), MemoryUdp(MemoryNetwork(), "192.0.2.1"))
     server = UapiServer(open_uapi_socket(name, directory), socket_path(name, directory),
-                        DeviceUapi(device, None, lambda: NOW), loop)
+                        DeviceUapi(device, None, lambda: NOW, wall_clock_of), loop)
     try:
         with spinning(loop):
             client = UapiClient(directory, timeout=3)
@@ -186,15 +187,15 @@ LINE = st.one_of(
 def test_fuzz_set_requests_refused_change_nothing(listener, lines: list[str],
                                                   garbage: bytes) -> None:
     device = make_device()
-    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW), NullLoop())
-    before = format_get(device_state(device))
+    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW, wall_clock_of), NullLoop())
+    before = format_get(device_state(device, wall_clock_of))
     body = "".join(line + "\n" for line in lines if line)
     for request in (f"set=1\n{body}\n".encode(), b"set=1\n" + body.encode() + garbage + b"\n\n"):
         answer = serve_bytes(server, request)
         assert answer.startswith(b"errno=") and answer.endswith(b"\n\n"), answer
         status = int(answer[len(b"errno="):].split(b"\n")[0])
         assert status <= 0
-        after = format_get(device_state(device))
+        after = format_get(device_state(device, wall_clock_of))
         if status != 0:
             assert after == before, (request, answer)
         before = after
@@ -205,9 +206,9 @@ def test_fuzz_set_requests_refused_change_nothing(listener, lines: list[str],
 def test_fuzz_arbitrary_bytes_never_change_state_unless_a_set_succeeds(listener,
                                                                       data: bytes) -> None:
     device = make_device()
-    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW), NullLoop())
-    before = format_get(device_state(device))
+    server = UapiServer(listener, "", DeviceUapi(device, FakeNet(), lambda: NOW, wall_clock_of), NullLoop())
+    before = format_get(device_state(device, wall_clock_of))
     answer = serve_bytes(server, data)
-    after = format_get(device_state(device))
+    after = format_get(device_state(device, wall_clock_of))
     if not data.startswith(b"set=1\n") or b"errno=0\n" not in answer:
         assert after == before, (data, answer)

@@ -12,6 +12,7 @@ from wgpy.core.cookie import source_bytes
 from wgpy.core.events import EventKind
 from wgpy.core.peer import forget_sources, remote_address
 from wgpy.errors import DropReason
+from wgpy.io.clock import wall_clock_of
 
 SOURCE_1 = b"opaque-source-1"  # what the IO layer reports; the core never looks inside
 SOURCE_2 = b"opaque-source-2"
@@ -58,7 +59,7 @@ def test_source_is_learnt_from_authenticated_packets_and_replies_carry_it() -> N
     assert [e.kind for e in device.take_events()] == [EventKind.ENDPOINT_CHANGED]
     assert b_reply_endpoint(pair) == (*A_ENDPOINT, SOURCE_2)
     # the operator's view has no source; the cookie of a source is that of its address
-    assert device_state(device).peers[0].endpoint == A_ENDPOINT
+    assert device_state(device, wall_clock_of).peers[0].endpoint == A_ENDPOINT
     assert remote_address((*A_ENDPOINT, SOURCE_2)) == A_ENDPOINT
     assert source_bytes((*A_ENDPOINT, SOURCE_2)) == source_bytes(A_ENDPOINT)
 
