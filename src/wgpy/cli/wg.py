@@ -2,7 +2,7 @@
 
 Same subcommands, arguments, output bytes and exit status as wg; see README "JSON output" for
 the one addition (`show --json`). Subcommands are a table of small functions; formatting is in
-cli/show.py, request building in cli/wg_set.py, device access in control/client.py.
+wgpy/show.py, request building in cli/wg_set.py, device access in control/client.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wgpy import keys
-from wgpy.cli import show as fmt
+from wgpy import show as fmt
 from wgpy.cli.wg_set import (
     UsageProblem,
     parse_config_file,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgpy.cli import show as fmt
+from wgpy import show as fmt
 from wgpy.conf import ConfigError, PeerSection, values
 from wgpy.conf.disabled import DisabledPeer, disable_lines, enable_line, find_disabled_peers
 from wgpy.control.client import DeviceControl

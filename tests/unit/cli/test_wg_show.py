@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from wgpy.cli import show
+from wgpy import show
 from wgpy.keys import key_to_base64, public_key
 from wgpy.model import DeviceState, PeerState
 

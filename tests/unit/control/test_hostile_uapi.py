@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from looplib import spinning
 
-from wgpy.cli.show import to_json
 from wgpy.control.apply import device_state
 from wgpy.control.client import DeviceControl, UapiClient
 from wgpy.control.server import DeviceUapi, UapiServer, _Connection, open_uapi_socket, socket_path
@@ -31,6 +30,7 @@ from wgpy.io.clock import wall_clock_of
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
 from wgpy.keys import generate_private_key, public_key
+from wgpy.show import to_json
 
 NOW = 100.0
 

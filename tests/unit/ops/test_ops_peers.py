@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wgpy import keys
-from wgpy.cli import show
+from wgpy import keys, show
 from wgpy.conf import ConfigError, parse_config, strip_config
 from wgpy.conf.disabled import disable_lines, enable_line, find_disabled_peers, is_disabled_line
 from wgpy.model import DeviceState, PeerState, SetRequest

@@ -1,7 +1,9 @@
 """Text of `wg show` and `wg showconf`, byte for byte as wireguard-tools prints it.
 
 Pure functions of a DeviceState and a `ShowOptions` (clock, colour, key hiding) so the unit
-tests can pin every format. The subcommand drivers (listing, errors) live in cli/wg.py.
+tests can pin every format. Below the CLI because more than `wgpy show` speaks wg's words: the
+operator tools' peer table (ops/peers.py) uses the same handshake age, byte units, endpoint
+spelling and peer order. The subcommand drivers (listing, errors) live in cli/wg.py.
 """
 
 from __future__ import annotations
