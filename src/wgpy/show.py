@@ -1,7 +1,8 @@
 """Text of `wg show` and `wg showconf`, byte for byte as wireguard-tools prints it.
 
 Pure functions of a DeviceState and a `ShowOptions` (clock, colour, key hiding) so the unit
-tests can pin every format. Below the CLI because more than `wgpy show` speaks wg's words: the
+tests can pin every format; `options_from_environment` is the one reader of the clock and of
+wg's environment variables. Below the CLI because more than `wgpy show` speaks wg's words: the
 operator tools' peer table (ops/peers.py) uses the same handshake age, byte units, endpoint
 spelling and peer order. The subcommand drivers (listing, errors) live in cli/wg.py.
 """
@@ -9,8 +10,11 @@ spelling and peer order. The subcommand drivers (listing, errors) live in cli/wg
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,21 @@ class ShowOptions:
     color: bool = False
     show_keys: bool = False  # WG_HIDE_KEYS=never
     names: dict[bytes, str] | None = None  # `wgpy show --names`: public key -> name
+
+
+def options_from_environment() -> ShowOptions:
+    """As wg decides: now, colour by WG_COLOR_MODE (always / never / when stdout is a
+    terminal), keys shown only with WG_HIDE_KEYS=never."""
+    mode = os.environ.get("WG_COLOR_MODE")
+    if mode == "always":
+        color = True
+    elif mode == "never":
+        color = False
+    else:
+        color = sys.stdout.isatty()
+    return ShowOptions(
+        now=int(time.time()), color=color, show_keys=os.environ.get("WG_HIDE_KEYS") == "never"
+    )
 
 
 # -- small formatters ---------------------------------------------------------------------------

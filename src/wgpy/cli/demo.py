@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
 
-from wgpy import fastpath
+from wgpy import fastpath, show
 from wgpy.control.client import UapiClient
 from wgpy.keys import generate_preshared_key, generate_private_key, key_to_base64, public_key
 from wgpy.model import PeerSet, SetRequest
@@ -192,21 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"ping {address} through the tunnel: {'ok' if good else 'FAILED'} ({summary})")
         state = UapiClient().get(lab_.interfaces[0])
         peer = state.peers[0]
-        endpoint = "(none)"
-        if peer.endpoint:
-            host, port = peer.endpoint
-            endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        endpoint = show.format_endpoint(peer.endpoint) if peer.endpoint else "(none)"
         _say(
             f"handshake: {'yes' if peer.last_handshake_sec else 'NO'}; "
             f"peer {key_to_base64(peer.public_key)[:8]}... endpoint {endpoint}; "
             f"{peer.rx_bytes} B received, {peer.tx_bytes} B sent"
         )
         _say(f"\n$ wgpy show {lab_.interfaces[0]}")
-        from wgpy.cli import wg
-
-        wg.main(["show", lab_.interfaces[0]], prog="wgpy")
-        sys.stdout.flush()
-        _say("")
+        _say(show.pretty(lab_.interfaces[0], state, show.options_from_environment()))
         ok &= bool(peer.last_handshake_sec)
         _say("throughput: " + _throughput(lab_, args.seconds))
         _say("removing the namespaces and daemons")

@@ -12,7 +12,6 @@ import os
 import signal
 import stat
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -128,19 +127,6 @@ def show_usage(command: str) -> None:
     )
 
 
-def show_options() -> fmt.ShowOptions:
-    mode = os.environ.get("WG_COLOR_MODE")
-    if mode == "always":
-        color = True
-    elif mode == "never":
-        color = False
-    else:
-        color = sys.stdout.isatty()
-    return fmt.ShowOptions(
-        now=int(time.time()), color=color, show_keys=os.environ.get("WG_HIDE_KEYS") == "never"
-    )
-
-
 class NamesOption:
     """wgpy's `--names [--config-dir DIR]` for show: peers' names from DIR/IFACE.conf
     (default /etc/wireguard), the `# friendly_name =` comments add-peer writes."""
@@ -205,7 +191,7 @@ def cmd_show(argv: Sequence[str]) -> int:
                     return 1
                 io.out(text)
             else:
-                options = show_options()
+                options = fmt.options_from_environment()
                 if naming is not None:
                     options.names = naming.names(name)
                 io.out(fmt.pretty(name, state, options))
@@ -241,7 +227,7 @@ def cmd_show(argv: Sequence[str]) -> int:
             return 1
         io.out(text)
         return 0
-    options = show_options()
+    options = fmt.options_from_environment()
     if naming is not None:
         options.names = naming.names(args[1])
     io.out(fmt.pretty(truncate_ifname(args[1]), state, options))
