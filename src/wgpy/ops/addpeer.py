@@ -411,8 +411,8 @@ def _add_routes(config: Config, ifname: str, networks: list[IPNetwork]) -> None:
     unless a route of the link covers them already."""
     if not networks:
         return
-    from wgpy.control.netlink import Netlink
     from wgpy.quick.config import routing_table_number
+    from wgpy.quick.netlink import Netlink
 
     table = config.interface.table or "auto"
     if table == "off":

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import socket
 
-from wgpy.control.netlink import RT_TABLE_MAIN, Netlink
 from wgpy.quick import device, dns, firewall, hooks, log
 from wgpy.quick.config import QuickConfig, QuickError
 from wgpy.quick.interface import delete_interface, is_wireguard_interface
+from wgpy.quick.netlink import RT_TABLE_MAIN, Netlink
 from wgpy.quick.save import save
 
 

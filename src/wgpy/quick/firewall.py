@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from wgpy.control.netlink import IPInterface
+from wgpy.model import IPInterface
 from wgpy.quick import log
 from wgpy.quick.config import QuickError
 

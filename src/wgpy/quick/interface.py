@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from wgpy.control.netlink import Netlink
 from wgpy.quick import device, log
 from wgpy.quick.config import QuickError
+from wgpy.quick.netlink import Netlink
 
 DEFAULT_USERSPACE_IMPLEMENTATION = "wgpy-daemon"
 KERNEL_MODULE_DIR = Path("/sys/module/wireguard")

@@ -29,11 +29,11 @@ from pathlib import Path
 from wgpy.conf import Config, ConfigError, PeerSection, format_config, parse_config, values
 from wgpy.conf.disabled import find_disabled_peers
 from wgpy.conf.writer import without_peers, write_config_file
-from wgpy.control.netlink import Netlink
 from wgpy.keys import is_zero
 from wgpy.model import DeviceState, HostPort, IPInterface, PeerState
 from wgpy.quick import device, dns, log
 from wgpy.quick.config import QuickConfig, QuickError
+from wgpy.quick.netlink import Netlink
 
 LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
 

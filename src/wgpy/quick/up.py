@@ -28,18 +28,17 @@ from types import FrameType
 
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from wgpy.control.netlink import (
-    IPNetwork,
+from wgpy.model import DeviceState, IPNetwork
+from wgpy.quick import device, dns, firewall, hooks, log
+from wgpy.quick.config import QuickConfig, QuickError, routing_table_number
+from wgpy.quick.interface import add_interface, delete_interface
+from wgpy.quick.netlink import (
     Netlink,
     RouteInfo,
     family_of,
     read_sysctl,
     write_sysctl,
 )
-from wgpy.model import DeviceState
-from wgpy.quick import device, dns, firewall, hooks, log
-from wgpy.quick.config import QuickConfig, QuickError, routing_table_number
-from wgpy.quick.interface import add_interface, delete_interface
 
 DEFAULT_FWMARK_TABLE = 51820
 UNREACHABLE_MTU = 2147483647

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from wgpy.cli import wg_quick
 from wgpy.conf import ConfigError
-from wgpy.control.netlink import RouteInfo
 from wgpy.keys import generate_private_key, key_to_base64, public_key
 from wgpy.model import DeviceState, PeerState
 from wgpy.quick import config as quick_config
@@ -22,6 +21,7 @@ from wgpy.quick import dns, firewall
 from wgpy.quick.config import QuickError, resolve_path, routing_table_number
 from wgpy.quick.device import set_request_from_config
 from wgpy.quick.interface import userspace_command
+from wgpy.quick.netlink import RouteInfo
 from wgpy.quick.up import UndoStack, Up, _routes_to_add
 
 PRIVATE = generate_private_key()
