@@ -241,7 +241,7 @@ def test_non_root_is_told_it_needs_root(topo: Topology) -> None:
                   "--endpoint", "192.0.2.1:51820"],
                  ["remove-peer", ifname, "phone", "--config", str(config)],
                  ["qr", str(config)]):
-        result = server.run([*AS_NOBODY, sys.executable, "-m", "wgpy.ops.commands", *args],
+        result = server.run([*AS_NOBODY, sys.executable, "-m", "wgpy.cli.ops", *args],
                             check=False, env=env)
         assert result.returncode == 1, (args, result)
         assert "needs root" in result.stderr, (args, result.stderr)

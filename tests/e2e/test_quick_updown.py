@@ -328,11 +328,11 @@ def test_save_keeps_comments_names_and_hooks(topo: Topology) -> None:
     # the names and the remembered endpoint still work for the operator tools
     wgpy_quick(topo, ns, "up", conf)
     env = quick_env("wireguard-go")
-    added = ns.run([sys.executable, "-m", "wgpy.ops.commands", "add-peer", ifname,
+    added = ns.run([sys.executable, "-m", "wgpy.cli.ops", "add-peer", ifname,
                     "--name", "dave", "--config", str(conf)], env=env, check=False)
     assert added.returncode == 0, added.stderr
     assert "Endpoint = 198.51.100.2:51820\n" in added.stdout
-    removed = ns.run([sys.executable, "-m", "wgpy.ops.commands", "remove-peer", ifname,
+    removed = ns.run([sys.executable, "-m", "wgpy.cli.ops", "remove-peer", ifname,
                       "alice", "--config", str(conf)], env=env, check=False)
     assert removed.returncode == 0, removed.stderr
     wgpy_quick(topo, ns, "down", conf)
@@ -357,7 +357,7 @@ def test_save_keeps_a_disabled_peer_disabled(topo: Topology) -> None:
     conf = write_conf(topo, ifname, text)
     wgpy_quick(topo, ns, "up", conf)
     env = quick_env("wireguard-go")
-    ops = [sys.executable, "-m", "wgpy.ops.commands"]
+    ops = [sys.executable, "-m", "wgpy.cli.ops"]
     ns.run([*ops, "disable-peer", ifname, "bob", "--config", str(conf)], env=env)
     disabled = conf.read_text()
     assert "#disabled# AllowedIPs = 10.80.0.3/32\n[Peer]\n" in disabled  # right above alice

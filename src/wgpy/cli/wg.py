@@ -368,7 +368,7 @@ def _cmd_demo(args: Sequence[str]) -> int:
 def _extra_subcommands() -> list[tuple[str, Callable[[Sequence[str]], int], str]]:
     """wgpy's own subcommands beyond wg's (operator tools, the demo). Imported lazily so the
     wg-compatible commands start as fast as they can."""
-    from wgpy.ops import commands as ops
+    from wgpy.cli import ops
 
     return [*ops.SUBCOMMANDS,
             ("demo", _cmd_demo, "Runs a tunnel between two throwaway network namespaces")]

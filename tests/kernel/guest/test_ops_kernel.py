@@ -25,7 +25,7 @@ from wgpy.conf import parse_config, strip_config
 
 
 def ops(ns: Netns, *args: str | Path) -> object:
-    from wgpy.ops.commands import main
+    from wgpy.cli.ops import main
 
     return run_in_process(lambda: main([str(a) for a in args]), ns.name, {})
 

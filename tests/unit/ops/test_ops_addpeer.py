@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from wgpy import keys
+from wgpy.cli import ops as commands
 from wgpy.conf import parse_config
 from wgpy.model import DeviceState, PeerState, SetRequest
-from wgpy.ops import commands, serverconf
+from wgpy.ops import serverconf
 from wgpy.ops.addpeer import (
     AddPeerRequest,
     OpsError,

@@ -17,8 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wgpy import keys
+from wgpy.cli import ops as commands
 from wgpy.model import DeviceState, PeerState
-from wgpy.ops import commands, exporter, monitor
+from wgpy.ops import exporter, monitor
 
 NOW = 1_800_000_000
 PHONE = keys.public_key(keys.generate_private_key())

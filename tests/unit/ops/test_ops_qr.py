@@ -17,7 +17,8 @@ import pytest
 import segno
 from qr_decode import QRDecodeError, decode, strip_border
 
-from wgpy.ops import commands, qr
+from wgpy.cli import ops as commands
+from wgpy.ops import qr
 
 CLIENT = (
     "[Interface]\n"

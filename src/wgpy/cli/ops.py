@@ -2,7 +2,8 @@
 
 Each entry point takes argv with the subcommand's name first (as wgpy's own subcommands do:
 `cmd(["add-peer", "wg0", "--name", "phone"])`) and returns the exit status. Standalone:
-`python -m wgpy.ops.commands SUBCOMMAND ...`.
+`python -m wgpy.cli.ops SUBCOMMAND ...`. Argument parsing, output and exit codes live here;
+what the commands do is in the library package wgpy.ops.
 """
 
 from __future__ import annotations
@@ -503,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
         names = ", ".join(COMMANDS)
-        sys.stderr.write(f"Usage: python -m wgpy.ops.commands {{{names}}} [ARGS]\n")
+        sys.stderr.write(f"Usage: python -m wgpy.cli.ops {{{names}}} [ARGS]\n")
         return 1
     return COMMANDS[args[0]](args)
 
