@@ -31,6 +31,12 @@ HostPort = tuple[str, int]
 Endpoint = HostPort | tuple[str, int, bytes]
 
 
+def join_host_port(host: str, port: int) -> str:
+    """"host:port", or "[host]:port" when the host has a ':' (IPv6, with its %zone): how wg, the
+    userspace API and a configuration spell an endpoint (Go's net.JoinHostPort)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass
 class PeerState:
     public_key: bytes

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wgpy.keys import key_to_base64, public_key
-from wgpy.model import DeviceState, HostPort, IPAddress, IPNetwork, PeerState
+from wgpy.model import DeviceState, HostPort, IPAddress, IPNetwork, PeerState, join_host_port
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"
@@ -90,7 +90,7 @@ def format_endpoint(endpoint: HostPort) -> str:
         host = ntop(address) + percent + zone
     except ValueError:
         pass
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return join_host_port(host, port)
 
 
 def format_allowed_ip(network: IPNetwork) -> tuple[str, int]:

@@ -19,7 +19,16 @@ import ipaddress
 import socket
 
 from wgpy.keys import KeyError_, key_from_hex, key_to_hex
-from wgpy.model import DeviceState, HostPort, IPAddress, IPNetwork, PeerSet, PeerState, SetRequest
+from wgpy.model import (
+    DeviceState,
+    HostPort,
+    IPAddress,
+    IPNetwork,
+    PeerSet,
+    PeerState,
+    SetRequest,
+    join_host_port,
+)
 
 
 class UapiError(Exception):
@@ -57,11 +66,6 @@ def format_network(network: IPNetwork) -> str:
     if high == 0 or high == 0xFFFF:
         return str(network)
     return f"{socket.inet_ntop(socket.AF_INET6, address.packed)}/{network.prefixlen}"
-
-
-def format_endpoint(endpoint: HostPort) -> str:
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_endpoint(text: str) -> HostPort:
@@ -243,7 +247,7 @@ def format_set(request: SetRequest) -> str:
         if peer.preshared_key is not None:
             out.append(f"preshared_key={key_to_hex(peer.preshared_key)}")
         if peer.endpoint is not None:
-            out.append(f"endpoint={format_endpoint(peer.endpoint)}")
+            out.append(f"endpoint={join_host_port(*peer.endpoint)}")
         if peer.persistent_keepalive is not None:
             out.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
         if peer.replace_allowed_ips:
@@ -275,7 +279,7 @@ def format_get(state: DeviceState) -> str:
     peer_texts = []
     for peer in state.peers:
         endpoint = ("" if peer.endpoint is None
-                    else f"endpoint={format_endpoint(peer.endpoint)}\n")
+                    else f"endpoint={join_host_port(*peer.endpoint)}\n")
         allowed_ips = "".join([f"allowed_ip={format_network(network)}\n"
                                for network in peer.allowed_ips])
         peer_texts.append(

@@ -23,7 +23,15 @@ from wgpy import keys
 from wgpy.conf import Config, ConfigError, parse_config, values
 from wgpy.conf.writer import check_no_control_characters
 from wgpy.control.client import DeviceControl
-from wgpy.model import DeviceState, IPAddress, IPInterface, IPNetwork, PeerSet, SetRequest
+from wgpy.model import (
+    DeviceState,
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    PeerSet,
+    SetRequest,
+    join_host_port,
+)
 from wgpy.ops import serverconf
 from wgpy.ops.serverconf import ServerConfig, peer_name
 
@@ -206,7 +214,7 @@ def complete_endpoint(endpoint: str, listen_port: int | None) -> str:
                 f"endpoint {endpoint!r} has no port and the server config has no ListenPort"
             )
         port = listen_port
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return join_host_port(host, port)
 
 
 def check_dns(servers: list[str]) -> list[str]:

@@ -30,7 +30,7 @@ from wgpy.conf import Config, ConfigError, PeerSection, format_config, parse_con
 from wgpy.conf.disabled import find_disabled_peers
 from wgpy.conf.writer import without_peers, write_config_file
 from wgpy.keys import is_zero
-from wgpy.model import DeviceState, HostPort, IPInterface, PeerState
+from wgpy.model import DeviceState, HostPort, IPInterface, PeerState, join_host_port
 from wgpy.quick import device, dns, log
 from wgpy.quick.config import QuickConfig, QuickError
 from wgpy.quick.netlink import Netlink
@@ -135,8 +135,7 @@ def _merge_peer(section: PeerSection, live: PeerState) -> None:
     if set(live.allowed_ips) != set(section.allowed_ips):
         section.allowed_ips = list(live.allowed_ips)
     if live.endpoint is not None and not _same_endpoint(section.endpoint, live.endpoint):
-        host, port = live.endpoint
-        section.endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        section.endpoint = join_host_port(*live.endpoint)
     if live.persistent_keepalive != (section.persistent_keepalive or 0):
         section.persistent_keepalive = live.persistent_keepalive or None
 
