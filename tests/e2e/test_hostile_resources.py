@@ -30,7 +30,7 @@ def test_out_of_descriptors_the_daemon_idles_and_still_answers_wg(topo: Topology
 
     from procstat import cpu_seconds
 
-    from wgpy.control.server import socket_path
+    from wgpy.control.uapi import socket_path
 
     ns = topo.netns("fd")
     ifname = topo.ifname()

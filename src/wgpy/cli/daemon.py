@@ -104,7 +104,7 @@ def _listening_pid(path: str) -> int | None:
 
 def _already_running(ifname: str) -> str | None:
     """A message if a daemon already serves ifname (its UAPI socket accepts connections)."""
-    from wgpy.control.server import socket_path
+    from wgpy.control.uapi import socket_path
 
     path = socket_path(ifname)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     level = _log_level()
     _setup_logging(ifname, level)
 
-    from wgpy.control.server import open_uapi_socket, socket_path
+    from wgpy.control.server import open_uapi_socket
+    from wgpy.control.uapi import socket_path
     from wgpy.io.tun_linux import TunDevice
 
     try:

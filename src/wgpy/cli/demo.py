@@ -21,16 +21,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
 
 from wgpy import fastpath, show
 from wgpy.control.client import UapiClient
+from wgpy.control.uapi import socket_path
 from wgpy.keys import generate_preshared_key, generate_private_key, key_to_base64, public_key
 from wgpy.model import PeerSet, SetRequest
 
-SOCKET_DIR = Path("/var/run/wireguard")
 OUTER = ("10.250.0.1", "10.250.0.2", "fdfa::1", "fdfa::2")
 INNER = ("10.99.0.1", "10.99.0.2", "fd99::1", "fd99::2")
 PORTS = (51820, 51821)
@@ -84,7 +83,7 @@ class Lab:
             self.processes.append(process)
         deadline = time.monotonic() + 15
         for ifname, process in zip(self.interfaces, self.processes):
-            while not (SOCKET_DIR / f"{ifname}.sock").exists():
+            while not os.path.exists(socket_path(ifname)):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"wgpy-daemon {ifname} did not start")
                 time.sleep(0.05)
@@ -131,7 +130,7 @@ class Lab:
                 netns.remove(name)
         for ifname in self.interfaces:
             with contextlib.suppress(FileNotFoundError):
-                (SOCKET_DIR / f"{ifname}.sock").unlink()
+                os.unlink(socket_path(ifname))
 
 
 @contextlib.contextmanager

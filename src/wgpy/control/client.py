@@ -14,11 +14,17 @@ import stat
 from pathlib import Path
 from typing import Protocol
 
-from wgpy.control.uapi import UapiError, format_set, parse_get, parse_set_response
+from wgpy.control.uapi import (
+    SOCKET_DIRECTORY,
+    SOCKET_SUFFIX,
+    UapiError,
+    format_set,
+    parse_get,
+    parse_set_response,
+    socket_path,
+)
 from wgpy.model import DeviceState, SetRequest
 
-DEFAULT_SOCKET_DIR = Path("/var/run/wireguard")
-SOCKET_SUFFIX = ".sock"
 RESPONSE_LIMIT = 64 * 1024 * 1024  # a get of ~100k peers; anything larger is not a daemon
 
 
@@ -37,7 +43,7 @@ def _oserror(code: int) -> OSError:
 class UapiClient:
     """A client of the UAPI sockets in `socket_dir` (one connection per request)."""
 
-    def __init__(self, socket_dir: str | os.PathLike[str] = DEFAULT_SOCKET_DIR,
+    def __init__(self, socket_dir: str | os.PathLike[str] = SOCKET_DIRECTORY,
                  timeout: float | None = 30.0) -> None:
         self.socket_dir = Path(socket_dir)
         self.timeout = timeout
@@ -45,7 +51,7 @@ class UapiClient:
     def socket_path(self, ifname: str) -> Path:
         if "/" in ifname:
             raise _oserror(errno.EINVAL)
-        return self.socket_dir / f"{ifname}{SOCKET_SUFFIX}"
+        return Path(socket_path(ifname, self.socket_dir))
 
     def _connect(self, ifname: str) -> socket.socket:
         """Like wg's userspace_interface_file: EINVAL for '/', stat errors, EBADF for a

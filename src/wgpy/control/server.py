@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from wgpy.control.uapi import SOCKET_DIRECTORY, socket_path
 from wgpy.io.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wgpy.control.server")
 
-SOCKET_DIRECTORY = "/var/run/wireguard"
 MAX_REQUEST = 256 << 20  # a set of 10,000 peers is a few MB; beyond this, hang up
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0  # seconds without a byte either way
@@ -73,10 +73,6 @@ _KEYLIKE = re.compile(r"[0-9A-Za-z+/]{16,}={0,2}")
 def _redact(text: str) -> str:
     """Logs never carry key material: long hex/base64 runs are cut out of logged text."""
     return _KEYLIKE.sub("[redacted]", text)
-
-
-def socket_path(ifname: str, directory: str = SOCKET_DIRECTORY) -> str:
-    return os.path.join(directory, f"{ifname}.sock")
 
 
 class UapiHandler(Protocol):

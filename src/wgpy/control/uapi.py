@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno as errno_codes
 import ipaddress
+import os
 import socket
 
 from wgpy.keys import KeyError_, key_from_hex, key_to_hex
@@ -29,6 +30,16 @@ from wgpy.model import (
     SetRequest,
     join_host_port,
 )
+
+# Where a userspace implementation listens: DIRECTORY/IFNAME.sock (wireguard-go's
+# ipc/uapi_linux.go), which is where wg, wg-quick and every tool here look for one.
+SOCKET_DIRECTORY = "/var/run/wireguard"
+SOCKET_SUFFIX = ".sock"
+
+
+def socket_path(ifname: str, directory: str | os.PathLike[str] = SOCKET_DIRECTORY) -> str:
+    """The UAPI socket of interface `ifname` (a string: what AF_UNIX bind/connect take)."""
+    return os.path.join(directory, f"{ifname}{SOCKET_SUFFIX}")
 
 
 class UapiError(Exception):

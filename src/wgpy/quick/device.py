@@ -7,7 +7,6 @@ the parsed file and talk to the device through our own UAPI client.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from wgpy.conf import Config
 from wgpy.conf import values as conf_values
@@ -16,8 +15,6 @@ from wgpy.control.uapi import UapiError
 from wgpy.model import DeviceState, PeerSet, SetRequest
 from wgpy.quick import log
 from wgpy.quick.config import QuickError
-
-WIREGUARD_RUN_DIR = Path("/var/run/wireguard")
 
 
 def set_request_from_config(config: Config) -> SetRequest:
@@ -47,10 +44,6 @@ def set_request_from_config(config: Config) -> SetRequest:
             )
         )
     return request
-
-
-def socket_path(ifname: str) -> Path:
-    return WIREGUARD_RUN_DIR / f"{ifname}.sock"
 
 
 def configure(ifname: str, config: Config) -> None:

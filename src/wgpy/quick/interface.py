@@ -21,7 +21,8 @@ from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from wgpy.quick import device, log
+from wgpy.control.uapi import socket_path
+from wgpy.quick import log
 from wgpy.quick.config import QuickError
 from wgpy.quick.netlink import Netlink
 
@@ -69,7 +70,7 @@ def add_interface(netlink: Netlink, ifname: str) -> None:
 def delete_interface(netlink: Netlink, ifname: str) -> None:
     """`ip link delete dev IFNAME`; for a userspace device also wait until its daemon removed
     the UAPI socket, so an immediate `up` again finds the name free."""
-    userspace = device.socket_path(ifname).exists()
+    userspace = os.path.exists(socket_path(ifname))
     log.action(f"ip link delete dev {ifname}")
     try:
         netlink.delete_link(ifname)
@@ -78,7 +79,7 @@ def delete_interface(netlink: Netlink, ifname: str) -> None:
             raise QuickError(f"ip link delete dev {ifname}: {os.strerror(err.code)}") from None
     if userspace:
         deadline = time.monotonic() + SOCKET_GONE_TIMEOUT
-        while device.socket_path(ifname).exists() and time.monotonic() < deadline:
+        while os.path.exists(socket_path(ifname)) and time.monotonic() < deadline:
             time.sleep(0.02)
 
 
@@ -87,4 +88,4 @@ def is_wireguard_interface(netlink: Netlink, ifname: str) -> bool:
     kind = netlink.link_kind(ifname)
     if netlink.link_index(ifname) is None:
         return False
-    return kind == "wireguard" or device.socket_path(ifname).exists()
+    return kind == "wireguard" or os.path.exists(socket_path(ifname))

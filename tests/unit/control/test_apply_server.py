@@ -17,7 +17,8 @@ import pytest
 from looplib import FakeClock, spinning
 
 from wgpy.control import server as server_module
-from wgpy.control.server import UapiServer, open_uapi_socket, socket_path
+from wgpy.control.server import UapiServer, open_uapi_socket
+from wgpy.control.uapi import socket_path
 from wgpy.core.device import Device
 from wgpy.io.loop import DeviceLoop
 from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp

@@ -21,9 +21,9 @@ from looplib import spinning
 
 from wgpy.control.apply import device_state
 from wgpy.control.client import DeviceControl, UapiClient
-from wgpy.control.server import DeviceUapi, UapiServer, _Connection, open_uapi_socket, socket_path
+from wgpy.control.server import DeviceUapi, UapiServer, _Connection, open_uapi_socket
 from wgpy.control.stats import StatsError, format_stats, parse_stats
-from wgpy.control.uapi import format_get, parse_get
+from wgpy.control.uapi import format_get, parse_get, socket_path
 from wgpy.core.device import Device
 from wgpy.errors import DropReason
 from wgpy.io.clock import wall_clock_of
