@@ -2,7 +2,8 @@
 
 Same subcommands, arguments, output bytes and exit status as wg; see README "JSON output" for
 the one addition (`show --json`). Subcommands are a table of small functions; formatting is in
-wgpy/show.py, request building in cli/wg_set.py, device access in control/client.py.
+wgpy/show.py, request building in cli/wg_set.py and conf/request.py, device access in
+control/client.py.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from pathlib import Path
 
 from wgpy import keys
 from wgpy import show as fmt
-from wgpy.cli.wg_set import (
-    UsageProblem,
-    parse_config_file,
-    request_from_args,
-    request_from_config,
-    sync_request,
-)
+from wgpy.cli.wg_set import UsageProblem, parse_config_file, request_from_args, sync_request
 from wgpy.conf import values
+from wgpy.conf.request import request_from_config
 from wgpy.control.client import DeviceControl
 from wgpy.model import DeviceState
 

@@ -1,4 +1,5 @@
-"""`wg set` arguments and `wg setconf/addconf/syncconf` files → SetRequest, as wg builds them.
+"""`wg set` arguments and `wg setconf/addconf/syncconf` files → SetRequest, as wg builds them
+(a parsed file becomes a request in conf/request.py).
 
 Every problem raises `UsageProblem` carrying the exact lines wg prints to stderr; nothing is
 sent to the device unless the whole request parsed.
@@ -136,32 +137,6 @@ def parse_config_file(
         raise UsageProblem(f"{path}:{err.line}: {err.message}\n",
                            "Configuration parsing error\n") from None
     return config
-
-
-def request_from_config(config: Config, append: bool) -> SetRequest:
-    """setconf (append=False) replaces everything: key, port and mark default to zero and all
-    peers are replaced. addconf (append=True) only adds what the file says."""
-    interface = config.interface
-    request = SetRequest()
-    if not append:
-        request.private_key = interface.private_key or bytes(32)
-        request.listen_port = interface.listen_port or 0
-        request.fwmark = interface.fwmark or 0
-        request.replace_peers = True
-    else:
-        request.private_key = interface.private_key
-        request.listen_port = interface.listen_port
-        request.fwmark = interface.fwmark
-    for section in config.peers:
-        request.peers.append(PeerSet(
-            public_key=section.public_key,
-            preshared_key=section.preshared_key,
-            endpoint=section.resolved_endpoint,
-            persistent_keepalive=section.persistent_keepalive,
-            replace_allowed_ips=True,
-            allowed_ips=list(section.allowed_ips),
-        ))
-    return request
 
 
 def sync_request(request: SetRequest, runtime: DeviceState) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from wgpy import show as fmt
 from wgpy.conf import ConfigError, PeerSection, values
 from wgpy.conf.disabled import DisabledPeer, disable_lines, enable_line, find_disabled_peers
+from wgpy.conf.request import peer_set
 from wgpy.control.client import DeviceControl
 from wgpy.model import DeviceState, IPNetwork, PeerSet, PeerState, SetRequest
 from wgpy.ops import serverconf
@@ -295,11 +296,8 @@ def _add_live(control: DeviceControl, ifname: str, live: DeviceState | None,
             endpoint = values.resolve_endpoint(section.endpoint)
         except ValueError as err:
             raise OpsError(f"Endpoint {section.endpoint!r}: {err}") from None
-    peer = PeerSet(public_key=section.public_key, preshared_key=section.preshared_key,
-                   endpoint=endpoint, persistent_keepalive=section.persistent_keepalive,
-                   replace_allowed_ips=True, allowed_ips=list(section.allowed_ips))
     try:
-        control.set(ifname, SetRequest(peers=[peer]))
+        control.set(ifname, SetRequest(peers=[peer_set(section, endpoint)]))
     except OSError as err:
         raise OpsError(f"{ifname}: could not change the running interface: "
                        f"{err.strerror or err}") from None

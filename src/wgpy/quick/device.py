@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 
-from wgpy.conf import Config
+from wgpy.conf import Config, PeerSection
 from wgpy.conf import values as conf_values
+from wgpy.conf.request import request_from_config
 from wgpy.control.client import DeviceControl
 from wgpy.control.uapi import UapiError
-from wgpy.model import DeviceState, PeerSet, SetRequest
+from wgpy.model import DeviceState, HostPort, SetRequest
 from wgpy.quick import log
 from wgpy.quick.config import QuickError
 
@@ -20,30 +21,16 @@ from wgpy.quick.config import QuickError
 def set_request_from_config(config: Config) -> SetRequest:
     """What `wg addconf` sends for the file: interface keys present, then each peer with its
     allowed IPs replacing any old ones. Endpoints are resolved now (with wg's retries)."""
-    interface = config.interface
-    request = SetRequest(
-        private_key=interface.private_key,
-        listen_port=interface.listen_port,
-        fwmark=interface.fwmark,
-    )
-    for peer in config.peers:
-        endpoint = None
-        if peer.endpoint is not None:
-            try:
-                endpoint = conf_values.resolve_endpoint(peer.endpoint, warn=log.note)
-            except ValueError as err:
-                raise QuickError(f"{config.path}:{peer.line}: Endpoint: {err}") from None
-        request.peers.append(
-            PeerSet(
-                public_key=peer.public_key,
-                preshared_key=peer.preshared_key,
-                endpoint=endpoint,
-                persistent_keepalive=peer.persistent_keepalive,
-                replace_allowed_ips=True,
-                allowed_ips=list(peer.allowed_ips),
-            )
-        )
-    return request
+
+    def resolve(peer: PeerSection) -> HostPort | None:
+        if peer.endpoint is None:
+            return None
+        try:
+            return conf_values.resolve_endpoint(peer.endpoint, warn=log.note)
+        except ValueError as err:
+            raise QuickError(f"{config.path}:{peer.line}: Endpoint: {err}") from None
+
+    return request_from_config(config, append=True, resolve=resolve)
 
 
 def configure(ifname: str, config: Config) -> None:
