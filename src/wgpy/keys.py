@@ -6,10 +6,7 @@ import base64
 import binascii
 import secrets
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from wgpy.core.crypto import clamp  # the one clamp; wgpy.keys.clamp is the same function
+from wgpy.core import crypto
 
 KEY_LEN = 32
 B64_KEY_LEN = 44
@@ -52,19 +49,15 @@ def key_to_hex(key: bytes) -> str:
 
 def generate_private_key() -> bytes:
     """A clamped Curve25519 private key, as `wg genkey` prints."""
-    return clamp(secrets.token_bytes(KEY_LEN))
+    return crypto.clamp(secrets.token_bytes(KEY_LEN))
 
 
 def generate_preshared_key() -> bytes:
     return secrets.token_bytes(KEY_LEN)
 
 
-def public_key(private: bytes) -> bytes:
-    return (
-        X25519PrivateKey.from_private_bytes(private)
-        .public_key()
-        .public_bytes(Encoding.Raw, PublicFormat.Raw)
-    )
+# `wg pubkey`, for every layer above the core: the core's Curve25519 rule, written there once
+public_key = crypto.public_key
 
 
 def is_zero(key: bytes) -> bool:
