@@ -485,13 +485,6 @@ class RemovePeerResult:
     live: bool
 
 
-def _as_key(text: str) -> bytes | None:
-    try:
-        return values.parse_key(text)
-    except ValueError:
-        return None
-
-
 def remove_peer(
     ifname: str, name_or_key: str, config_path: Path, control: DeviceControl
 ) -> RemovePeerResult:
@@ -503,7 +496,7 @@ def _remove_peer(
     ifname: str, name_or_key: str, config_path: Path, control: DeviceControl
 ) -> RemovePeerResult:
     server = load_server(config_path)
-    key = _as_key(name_or_key)
+    key = serverconf.as_key(name_or_key)
     peer = server.find_peer(key if key is not None else name_or_key)
     if peer is None and key is not None:
         peer = server.find_peer(name_or_key)  # a name that happens to look like a key

@@ -197,15 +197,8 @@ def live_state(control: DeviceControl, ifname: str) -> DeviceState | None:
         return None
 
 
-def _as_key(text: str) -> bytes | None:
-    try:
-        return values.parse_key(text)
-    except ValueError:
-        return None
-
-
 def _matches(section: PeerSection, name_or_key: str) -> bool:
-    key = _as_key(name_or_key)
+    key = serverconf.as_key(name_or_key)
     if key is not None and section.public_key == key:
         return True
     return (peer_name(section) or "").casefold() == name_or_key.casefold()

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wgpy.conf import Config, ConfigError, PeerSection, parse_config
+from wgpy.conf import Config, ConfigError, PeerSection, parse_config, values
 from wgpy.conf.writer import without_peers, write_config_file
 
 NAME_COMMENT = re.compile(r"^\s*#\s*(?:friendly_name|name)\s*=\s*(.*?)\s*$", re.IGNORECASE)
@@ -53,6 +53,14 @@ def check_name(name: str) -> str:
     if not stripped.isprintable():
         raise ValueError("a peer name must be printable: no control characters or line breaks")
     return stripped
+
+
+def as_key(name_or_key: str) -> bytes | None:
+    """The public key a NAME-or-KEY argument spells (base64, as wg writes it), or None: a name."""
+    try:
+        return values.parse_key(name_or_key)
+    except ValueError:
+        return None
 
 
 def peer_name(peer: PeerSection) -> str | None:
