@@ -338,7 +338,7 @@ def cmd_check_handshakes(argv: Sequence[str]) -> int:
             state = control_factory().get(args.interface)
         except OSError as err:
             raise os_problem(err, args.interface) from None
-        names = monitor.peer_names(args.config or serverconf.default_config_path(args.interface))
+        names = peers.config_names(args.config or serverconf.default_config_path(args.interface))
         stale = monitor.stale_peers(state, time.time(), args.max_age, names,
                                     include_never=not args.ignore_never)
         for peer in stale:

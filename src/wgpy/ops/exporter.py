@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from wgpy.control.client import DeviceControl
 from wgpy.keys import key_to_base64
 from wgpy.model import DeviceState
-from wgpy.ops.monitor import peer_names
+from wgpy.ops.peers import config_names
 
 LABELS = ["interface", "public_key", "allowed_ips", "friendly_name"]
 DEFAULT_PORT = 9586  # prometheus_wireguard_exporter's
@@ -120,7 +120,7 @@ class WireGuardCollector(Collector):
                 state = control.get(ifname)
             except OSError:
                 continue  # gone between listing and asking
-            readings.append(Reading(ifname, state, peer_names(self.config_dir / f"{ifname}.conf")))
+            readings.append(Reading(ifname, state, config_names(self.config_dir / f"{ifname}.conf")))
         return readings
 
 

@@ -2,18 +2,15 @@
 
 A peer is stale when its latest handshake is older than max_age seconds, or when it never
 completed one (unless never-connected peers are ignored). Names come from the server config's
-`# friendly_name =` comments when the config can be read.
+`# friendly_name =` comments when the config can be read (ops/peers.config_names).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from wgpy import keys
-from wgpy.conf import ConfigError
 from wgpy.model import DeviceState
-from wgpy.ops import serverconf
 
 DEFAULT_MAX_AGE = 180  # REJECT_AFTER_TIME: older sessions are dead
 
@@ -33,22 +30,6 @@ class StalePeer:
         if self.age is None:
             return f"{self.label}: never handshaked"
         return f"{self.label}: latest handshake {self.age} s ago"
-
-
-def peer_names(config_path: Path | None) -> dict[bytes, str]:
-    """public key -> name from the config; empty when it is missing or unreadable."""
-    if config_path is None:
-        return {}
-    try:
-        server = serverconf.load(config_path)
-    except (OSError, ConfigError):
-        return {}
-    names = {}
-    for peer in server.config.peers:
-        name = serverconf.peer_name(peer)
-        if name:
-            names[peer.public_key] = name
-    return names
 
 
 def stale_peers(state: DeviceState, now: float, max_age: int, names: dict[bytes, str],

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wgpy import keys
 from wgpy.cli import ops as commands
 from wgpy.model import DeviceState, PeerState
-from wgpy.ops import exporter, monitor
+from wgpy.ops import exporter, monitor, peers
 
 NOW = 1_800_000_000
 PHONE = keys.public_key(keys.generate_private_key())
@@ -60,7 +60,7 @@ def names_file(tmp_path: Path) -> Path:
 
 
 def test_stale_peers(tmp_path: Path) -> None:
-    names = monitor.peer_names(names_file(tmp_path))
+    names = peers.config_names(names_file(tmp_path))
     assert names == {PHONE: "phone", LAPTOP: "laptop"}
     stale = monitor.stale_peers(state(NOW), NOW, 180, names)
     assert [(p.name, p.age) for p in stale] == [("laptop", 500), (None, None)]
@@ -68,7 +68,7 @@ def test_stale_peers(tmp_path: Path) -> None:
     assert stale[1].describe().endswith("never handshaked")
     assert [p.name for p in monitor.stale_peers(state(NOW), NOW, 600, names,
                                                 include_never=False)] == []
-    assert monitor.peer_names(tmp_path / "missing.conf") == {}
+    assert peers.config_names(tmp_path / "missing.conf") == {}
 
 
 def test_check_handshakes_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
