@@ -309,8 +309,13 @@ def load_server(path: Path) -> ServerConfig:
 
 
 def live_state(control: DeviceControl, ifname: str) -> DeviceState | None:
+    """The running interface, None when it is not running. Permission denied is not "not
+    running": it is an error (a non-root run cannot see, so it must not answer)."""
     try:
         return control.get(ifname)
+    except PermissionError as err:
+        raise OpsError(f"cannot read interface {ifname}: {err.strerror}: "
+                       "this needs root (run as root)") from None
     except OSError:
         return None
 

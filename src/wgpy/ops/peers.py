@@ -23,7 +23,7 @@ from wgpy.conf.request import peer_set
 from wgpy.control.client import DeviceControl
 from wgpy.model import DeviceState, IPNetwork, PeerSet, PeerState, SetRequest
 from wgpy.ops import serverconf
-from wgpy.ops.addpeer import OpsError, load_server
+from wgpy.ops.addpeer import OpsError, live_state, load_server
 from wgpy.ops.serverconf import ServerConfig, peer_name
 
 ENABLED = "enabled"
@@ -183,18 +183,6 @@ class ToggleResult:
     name: str | None
     live: bool  # the running interface was changed
     changed: bool  # the config was changed (False: it already was so)
-
-
-def live_state(control: DeviceControl, ifname: str) -> DeviceState | None:
-    """The running interface, None when it is not running. Permission denied is not "not
-    running": it is an error (a non-root run cannot see, so it must not answer)."""
-    try:
-        return control.get(ifname)
-    except PermissionError as err:
-        raise OpsError(f"cannot read interface {ifname}: {err.strerror}: "
-                       "this needs root (run as root)") from None
-    except OSError:
-        return None
 
 
 def _matches(section: PeerSection, name_or_key: str) -> bool:
