@@ -1,4 +1,5 @@
-"""The wg / wg-quick configuration format: a line parser that names file:line, and a writer."""
+"""The wg / wg-quick configuration format: a line parser that names file:line, a writer, and
+the set request a file makes (conf/request.py)."""
 
 from wgpy.conf.parser import (
     Config,
