@@ -1,5 +1,7 @@
-"""wgpy-quick's pure parts: file location and checks, nft text, DNS fragment, showconf text,
-the SetRequest built from a file, route order, undo stack, MTU choice, the CLI's usage."""
+"""wgpy-quick's pure parts: file location and checks, nft text, DNS fragment, the SetRequest
+built from a file, route order, undo stack, MTU choice, the CLI's usage. (The showconf text has
+one formatter, wgpy/show.py, tested in tests/unit/cli/test_wg_show.py and against wg itself in
+tests/e2e/test_wg_cli.py.)"""
 
 from __future__ import annotations
 
