@@ -16,20 +16,13 @@ import struct
 import sys
 import time
 
+from packets import checksum  # tests/support, this script's own folder
+
 from wgpy.core.device import Device
 from wgpy.keys import key_from_base64
 
 OUR_ADDRESS = "10.77.0.2"
 PEER_ADDRESS = "10.77.0.1"
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def icmp_packet(src: str, dst: str, kind: int, ident: int, seq: int, payload: bytes) -> bytes:

@@ -7,8 +7,10 @@ import collections
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from wgpy.io.loop import DeviceLoop
+from wgpy.io.memory import MemoryNetwork, MemoryUdp
 
 
 @contextlib.contextmanager
@@ -97,3 +99,17 @@ class FakeClock:
 def drain(loop: DeviceLoop, rounds: int = 5) -> None:
     for _ in range(rounds):
         loop.run_once(max_wait=0)
+
+
+def scripted_rig(tun: Any) -> tuple:
+    """A DeviceLoop over `tun`, a ScriptedDevice and a memory network: (loop, device, tun,
+    udp, remote, clock); the loop sends from 192.0.2.1:51820, `remote` is 192.0.2.2:51821."""
+    network = MemoryNetwork()
+    udp = MemoryUdp(network, "192.0.2.1")
+    udp.open(51820)
+    remote = MemoryUdp(network, "192.0.2.2")
+    remote.open(51821)
+    device = ScriptedDevice(("192.0.2.2", 51821))
+    clock = FakeClock()
+    loop = DeviceLoop(device, tun, udp, clock=clock, batch=4, wall_clock=lambda: 5000.0)
+    return loop, device, tun, udp, remote, clock

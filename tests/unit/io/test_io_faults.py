@@ -14,15 +14,14 @@ import os
 import socket
 
 import pytest
-from looplib import FakeClock, ScriptedDevice, drain
+from looplib import FakeClock, drain, scripted_rig
 from packets import tcp4
 
 from wgpy import fastpath
 from wgpy.control.stats import format_stats
 from wgpy.errors import DropReason
 from wgpy.io import ratelog
-from wgpy.io.loop import DeviceLoop
-from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+from wgpy.io.memory import MemoryTun
 from wgpy.io.tun_gro import coalesce
 from wgpy.io.tun_linux import LinkGone, TunDevice, TunDropped
 
@@ -141,17 +140,9 @@ class FailingTun(MemoryTun):
 
 @pytest.fixture
 def faulty():
-    network = MemoryNetwork()
-    udp = MemoryUdp(network, "192.0.2.1")
-    udp.open(51820)
-    remote = MemoryUdp(network, "192.0.2.2")
-    remote.open(51821)
-    tun = FailingTun()
-    device = ScriptedDevice(("192.0.2.2", 51821))
-    clock = FakeClock()
-    loop = DeviceLoop(device, tun, udp, clock=clock, batch=4, wall_clock=lambda: 5000.0)
-    yield loop, device, tun, udp, remote, clock
-    loop.close()
+    rig = scripted_rig(FailingTun())
+    yield rig
+    rig[0].close()
 
 
 def test_enobufs_on_a_tun_write_is_a_counted_drop_and_the_loop_goes_on(faulty, caplog):

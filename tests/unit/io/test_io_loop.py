@@ -9,26 +9,17 @@ from __future__ import annotations
 import logging
 
 import pytest
-from looplib import FakeClock, ScriptedDevice, drain
+from looplib import drain, scripted_rig
 
 from wgpy.errors import DropReason
-from wgpy.io.loop import DeviceLoop
-from wgpy.io.memory import MemoryNetwork, MemoryTun, MemoryUdp
+from wgpy.io.memory import MemoryTun
 
 
 @pytest.fixture
 def rig():
-    network = MemoryNetwork()
-    udp = MemoryUdp(network, "192.0.2.1")
-    udp.open(51820)
-    remote = MemoryUdp(network, "192.0.2.2")
-    remote.open(51821)
-    tun = MemoryTun()
-    device = ScriptedDevice(("192.0.2.2", 51821))
-    clock = FakeClock()
-    loop = DeviceLoop(device, tun, udp, clock=clock, batch=4, wall_clock=lambda: 5000.0)
-    yield loop, device, tun, udp, remote, clock
-    loop.close()
+    rig = scripted_rig(MemoryTun())
+    yield rig
+    rig[0].close()
 
 
 def test_tun_packets_are_encrypted_in_batches_and_flushed_to_the_network(rig):
