@@ -39,4 +39,26 @@ if [ "$("$VNG_VENV/bin/vng" --version 2>/dev/null)" != "virtme-ng $VNG_VERSION" 
     python3 -m venv "$VNG_VENV"
     "$VNG_VENV/bin/pip" install -q "virtme-ng==$VNG_VERSION"
 fi
+
+# The kernel's own WireGuard selftest (tools/testing/selftests/wireguard/netns.sh), unmodified,
+# runs in the VM too (tests/kernel/guest/test_kernel_netns_sh.py). It is kernel code, so it is
+# not in this repository: Debian's linux-source package ships the kernel tree as a tarball, and
+# the one file is extracted from it (the tarball itself stays where apt put it). Its version is
+# recorded next to it; a second run with the same version extracts nothing. The script needs
+# bash, ip and ss (iproute2), wg, ping/ping6, iperf3, ncat and iptables, installed above.
+SOURCE_PACKAGE=linux-source-6.12
+SOURCE_TARBALL=/usr/src/linux-source-6.12.tar.xz
+SELFTEST_DIR=/opt/wgpy-kernel-selftest
+SELFTEST_MEMBER=linux-source-6.12/tools/testing/selftests/wireguard/netns.sh
+dpkg -s "$SOURCE_PACKAGE" >/dev/null 2>&1 \
+    || apt-get install -y -q --no-install-recommends "$SOURCE_PACKAGE"
+source_version=$(dpkg-query -W -f '${Version}' "$SOURCE_PACKAGE")
+if [ ! -s "$SELFTEST_DIR/netns.sh" ] \
+        || [ "$(cat "$SELFTEST_DIR/source-version" 2>/dev/null)" != "$SOURCE_PACKAGE $source_version" ]; then
+    mkdir -p "$SELFTEST_DIR"
+    tar -xJf "$SOURCE_TARBALL" -O "$SELFTEST_MEMBER" > "$SELFTEST_DIR/netns.sh.new"
+    chmod 0755 "$SELFTEST_DIR/netns.sh.new"
+    mv "$SELFTEST_DIR/netns.sh.new" "$SELFTEST_DIR/netns.sh"
+    echo "$SOURCE_PACKAGE $source_version" > "$SELFTEST_DIR/source-version"
+fi
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
