@@ -11,9 +11,15 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "install.sh: run as root (apt-get)" >&2
     exit 1
 fi
+# The kernel the kernel test group (tests/kernel) boots in a VM: Debian's plain 6.12 kernel
+# (bookworm-security), which ships wireguard.ko. It is named in the same command as
+# wireguard-tools, which recommends wireguard-modules (every Debian kernel image provides it):
+# alone, apt picks the first provider, linux-image-6.12-rt-amd64 (that is how the group came to
+# boot the PREEMPT_RT flavour); named here, this package satisfies it and no other kernel comes.
+KERNEL_PACKAGE=linux-image-6.12-amd64
 apt-get update -q
 apt-get install -y -q iproute2 iptables nftables wireguard-go wireguard-tools iperf3 \
-    iputils-ping ncat
+    iputils-ping ncat "$KERNEL_PACKAGE"
 # to build the optional C fast path (wgpy._fastpath): without them wgpy runs pure Python
 apt-get install -y -q gcc python3-dev libssl-dev
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
@@ -22,10 +28,9 @@ fi
 python3 -m pip install -q -e '.[test]'
 python3 -c 'from wgpy import fastpath; print("wgpy per-packet fast path:", fastpath.DESCRIPTION)'
 
-# The kernel test group (tests/kernel) boots a Debian kernel that ships wireguard.ko under qemu
-# with virtme-ng (its own venv, pinned). Each step is skipped when already done, so a second
+# The kernel test group (tests/kernel) boots $KERNEL_PACKAGE (above) under qemu with
+# virtme-ng (its own venv, pinned). Each step is skipped when already done, so a second
 # run costs a few seconds.
-KERNEL_PACKAGE=linux-image-6.12-rt-amd64   # Debian's 6.12 kernel (bookworm-security)
 VNG_VERSION=1.42
 VNG_VENV=/opt/wgpy-vng
 missing=()
