@@ -36,7 +36,7 @@ RESULTS_NAME = "results.jsonl"
 STATUS_NAME = "guest-status"
 # The whole guest run (boot + pytest inside) may take this long before it is stopped. Measured
 # under TCG on a loaded 2-core machine: see README ("Kernel tests in a VM").
-VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "2400"))
+VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "3000"))
 
 
 # The flavour install.sh installs (linux-image-6.12-amd64, Debian's plain kernel); another
