@@ -36,18 +36,25 @@ RESULTS_NAME = "results.jsonl"
 STATUS_NAME = "guest-status"
 # The whole guest run (boot + pytest inside) may take this long before it is stopped. Measured
 # under TCG on a loaded 2-core machine: see README ("Kernel tests in a VM").
-VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "1500"))
+VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "3000"))
+
+
+# The flavour install.sh installs (linux-image-6.12-amd64, Debian's plain kernel); another
+# flavour in /boot (rt-amd64, cloud-amd64) is used only when this one is not there.
+KERNEL_FLAVOUR = os.environ.get("WGPY_KERNEL_FLAVOUR", "amd64")
 
 
 def kernel_versions() -> list[str]:
-    """Versions in /boot whose modules ship wireguard.ko, newest first."""
+    """Versions in /boot whose modules ship wireguard.ko: those of KERNEL_FLAVOUR (the part
+    after the Debian ABI, e.g. 6.12.118+deb12-amd64) first, newest first within each."""
     found = []
     for image in Path("/boot").glob("vmlinuz-*"):
         version = image.name.removeprefix("vmlinuz-")
         wireguard = Path("/lib/modules") / version / "kernel/drivers/net/wireguard"
         if any(wireguard.glob("wireguard.ko*")):
             found.append(version)
-    return sorted(found, reverse=True)
+    found.sort(reverse=True)
+    return sorted(found, key=lambda v: v.split("-", 1)[-1] != KERNEL_FLAVOUR)
 
 
 def why_vm_cannot_run() -> str | None:

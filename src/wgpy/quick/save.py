@@ -12,7 +12,8 @@ We merge instead (conf.writer.format_config does the line work):
   was put back on the interface by hand;
 - [Interface]: PrivateKey, ListenPort and FwMark from the device, Address from the link, DNS
   servers from resolvconf, MTU from the link when the file sets one; Table, SaveConfig and the
-  hooks are never rewritten. The FwMark `up` itself chose for a default route is not saved.
+  hooks are never rewritten. FwMark is saved also when `up` chose it for a default route, as
+  wg-quick's save does (it writes `wg showconf`).
   An Endpoint written as a host name stays as written while its port matches.
 
 Unchanged running state gives back the same bytes. The file is written to a 0600 temporary
@@ -67,7 +68,7 @@ def read_running(quick: QuickConfig, netlink: Netlink) -> Running:
     return Running(device.state(ifname), addresses, servers, mtu)
 
 
-def merged_text(text: str, config: Config, table: str, running: Running) -> str:
+def merged_text(text: str, config: Config, running: Running) -> str:
     """The file text with the running state merged in (see the module doc)."""
     state = running.device
     # A peer disabled in the file (disable-peer) stays disabled even if someone put it back
@@ -82,7 +83,7 @@ def merged_text(text: str, config: Config, table: str, running: Running) -> str:
     if gone:
         text = without_peers(text, gone)
         config = parse_config(text, config.path, quick=True)
-    _merge_interface(config, table, running)
+    _merge_interface(config, running)
     by_key = {peer.public_key: peer for peer in config.peers}
     for live in state.peers:
         section = by_key.get(live.public_key)
@@ -102,7 +103,7 @@ def merged_text(text: str, config: Config, table: str, running: Running) -> str:
     return merged
 
 
-def _merge_interface(config: Config, table: str, running: Running) -> None:
+def _merge_interface(config: Config, running: Running) -> None:
     section = config.interface
     state = running.device
     private_key = state.private_key
@@ -113,12 +114,9 @@ def _merge_interface(config: Config, table: str, running: Running) -> None:
     if state.listen_port and state.listen_port != section.listen_port:
         section.listen_port = state.listen_port
     if state.fwmark != (section.fwmark or 0):
-        # `up` marks the device itself for a default route (Table auto) and picks the mark
-        # again next time; saving it would pin a mark the operator never chose.
-        chosen_by_up = section.fwmark is None and table in ("", "auto") and any(
-            n.prefixlen == 0 for peer in state.peers for n in peer.allowed_ips)
-        if not chosen_by_up:
-            section.fwmark = state.fwmark if state.fwmark or section.fwmark else None
+        # Also the mark `up` set itself for a default route (Table auto): wg-quick's save
+        # writes `wg showconf`, which shows it, and the next `up` keeps a mark already set.
+        section.fwmark = state.fwmark if state.fwmark or section.fwmark else None
     if set(running.addresses) != set(section.addresses):
         section.addresses = list(running.addresses)
     if running.dns_servers is not None and set(running.dns_servers) != set(section.dns_servers):
@@ -159,7 +157,7 @@ def _same_endpoint(written: str | None, live: HostPort) -> bool:
 
 def save(quick: QuickConfig, netlink: Netlink) -> None:
     log.action(f"wgpy showconf {quick.interface}")
-    text = merged_text(quick.text, quick.config, quick.table, read_running(quick, netlink))
+    text = merged_text(quick.text, quick.config, read_running(quick, netlink))
     write_private_file(quick.path, text)
 
 

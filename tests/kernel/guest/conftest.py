@@ -78,3 +78,9 @@ def mtopo(wireguard_module: None, request: pytest.FixtureRequest) -> Iterator[To
     name = request.module.__name__.removeprefix("test_")[:10]
     with Topology(f"wk-{name}") as topology:
         yield topology
+
+
+@pytest.fixture(scope="session")
+def e2e_environment(wireguard_module: None) -> None:
+    """The selftest adaptation's class topologies ask for this (tests/e2e/conftest.py on the
+    host); in the guest the module is what they need."""

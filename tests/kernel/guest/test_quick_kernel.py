@@ -41,15 +41,12 @@ def _any_port(text: str) -> str:
     return re.sub(r"(?m)^ListenPort = \d+$", "ListenPort = (random)", text)
 
 
-def _meaning(text: str, random_port: bool, auto_fwmark: bool) -> dict[str, object]:
+def _meaning(text: str, random_port: bool) -> dict[str, object]:
     """A saved file's interface and peers (peers by key), without comments, order, line
-    numbers and DNS search domains (and its ListenPort if the kernel picked one at random, its
-    FwMark if the tool picked it)."""
+    numbers and DNS search domains (and its ListenPort if the kernel picked one at random)."""
     config = parse_config(text)
     if random_port:
         config.interface.listen_port = None
-    if auto_fwmark:
-        config.interface.fwmark = None
     interface = {k: v for k, v in vars(config.interface).items()
                  if k not in ("line", "comments", "source", "parsed_snapshot", "dns_search")}
     peers = {peer.public_key: {k: v for k, v in vars(peer).items()
@@ -118,11 +115,8 @@ def test_same_end_state_as_wg_quick_on_a_kernel_link(mtopo: Topology, case: str)
         # purpose (comments and order kept; search domains too: README "wgpy-quick save").
         # What they say must be the same.
         random_port = "ListenPort" not in text
-        # wg-quick's save writes the fwmark it set itself for a default route (`wg showconf`
-        # shows it) as FwMark = 51820; wgpy-quick's leaves it out: the next `up` sets the same.
-        auto_fwmark = "FwMark" not in text
-        assert _meaning(saved["wgpy-quick"], random_port, auto_fwmark) == _meaning(
-            saved["wg-quick"], random_port, auto_fwmark), (
+        assert _meaning(saved["wgpy-quick"], random_port) == _meaning(
+            saved["wg-quick"], random_port), (
             f"wg-quick saved:\n{saved['wg-quick']}\nwgpy-quick saved:\n{saved['wgpy-quick']}")
         assert after["wgpy-quick"]["sysctls"] == after["wg-quick"]["sysctls"]
     finally:

@@ -46,7 +46,7 @@ def running_from(text: str) -> Running:
 
 def merge(text: str, running: Running) -> str:
     config = parse_config(text, "wg0.conf")
-    return merged_text(text, config, config.interface.table or "", running)
+    return merged_text(text, config, running)
 
 
 SERVER = (
@@ -145,12 +145,17 @@ def test_changes_in_place_runtime_peers_appended_gone_peers_deleted() -> None:
     assert merge(merged, running) == merged  # saving again changes nothing
 
 
-def test_fwmark_up_chose_for_a_default_route_is_not_saved() -> None:
+def test_fwmark_up_chose_for_a_default_route_is_saved_as_wg_quick_saves_it() -> None:
+    """wg-quick's save writes what `wg showconf` shows, and that includes the fwmark its own
+    `up` set for a default route (Table auto): `FwMark = 0xca6c`. The next `up` of the saved
+    file then keeps that mark instead of picking one (both tools do)."""
     text = (f"[Interface]\nPrivateKey = {b64(0)}\nAddress = 10.0.0.2/32\n\n"
             f"[Peer]\nPublicKey = {b64(1)}\nAllowedIPs = 0.0.0.0/0\n")
     running = running_from(text)
     running.device.fwmark = 51820
-    assert merge(text, running) == text
+    saved = merge(text, running)
+    assert saved == text.replace("/32\n", "/32\nFwMark = 0xca6c\n", 1)
+    assert merge(saved, running) == saved  # saving again changes nothing
     configured = text.replace("Address", "FwMark = 0x10\nAddress")
     running = running_from(configured)
     running.device.fwmark = 0x20  # `wg set fwmark` at runtime
@@ -220,7 +225,7 @@ def test_a_commented_out_peer_right_above_a_removed_one_stays() -> None:
 
 @pytest.mark.parametrize("text", ["", "\n", "\n\n", "# only a comment", "# a\n", "\n# a"])
 def test_files_without_sections_keep_their_bytes(text: str) -> None:
-    assert merged_text(text, parse_config(text, "wg0.conf"), "", Running(DeviceState(), [])) == text
+    assert merged_text(text, parse_config(text, "wg0.conf"), Running(DeviceState(), [])) == text
 
 
 DISABLED_ABOVE = (
