@@ -32,6 +32,7 @@ from wgpy.constants import (
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
     MESSAGE_INITIATION,
+    MESSAGE_RESPONSE,
     REJECT_AFTER_MESSAGES,
     REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,
@@ -467,6 +468,7 @@ class Device:
         run_data: list[bytes] = []
         run_sources: list[Endpoint] = []
         run_counters: list[int] = []
+        handshakes = 0  # in this batch: `backlog` of them is load (underload.py)
         for data, src in datagrams:
             # a transport message: header + tag at least, type 4 and reserved zero (one u32)
             if len(data) >= TRANSPORT_MIN_SIZE:
@@ -478,6 +480,10 @@ class Device:
                     self._open_transport_run(keypair, run_data, run_sources, run_counters, now)
                     run_data, run_sources, run_counters = [], [], []
                 run_receiver = -1
+                if kind == MESSAGE_INITIATION or kind == MESSAGE_RESPONSE:
+                    handshakes += 1
+                    if handshakes == self.under_load.backlog:
+                        self.under_load.note_backlog(now)
                 self._receive_other(data, src, now)
                 continue
             if receiver != run_receiver:

@@ -5,9 +5,12 @@ receives at its source address) and within its source's handshake rate limit; wi
 is answered with a cookie reply instead. This object holds what decides that, apart from the
 MACs themselves (cookie.py's CookieChecker):
 
-- the load: the kernel measures its handshake queue's backlog; a single-threaded core measures
-  the rate of handshake messages with a valid mac1 (`count`), and stays under load for
-  UNDER_LOAD_LINGER after the rate drops (`active`);
+- the load: the kernel is under load from a backlog in its handshake queue (512 of 4096); a
+  single-threaded core has no such queue of its own, so it takes two signs: the rate of
+  handshake messages with a valid mac1 (`count`, 512/s), and a backlog -- `backlog` handshake
+  messages in one receive batch, which only a queue building up in its socket brings, however
+  slowly the core works them off (`note_backlog`) -- and stays under load for
+  UNDER_LOAD_LINGER after the last sign (`active`);
 - the handshake rate limiter (kernel semantics, ratelimiter.py), charged only by messages with
   a valid mac2, in the kernel's order, so a sender spoofing a peer's address never empties the
   peer's bucket;
@@ -36,6 +39,10 @@ _REFUSED_SOURCES_MAX = 4096  # entries in refused_until before it is emptied
 class UnderLoad:
     # Handshake messages per second above which the device counts as under load.
     rate = 512
+    # Handshake messages in one receive batch (the loop reads at most 128 datagrams at once)
+    # that mean a backlog: a quarter of a full read, as the kernel's 512 is an eighth of its
+    # queue. A peer's own handshakes come one or two at a time.
+    backlog = 32
     cookie_replies_per_source = 1000
     cookie_replies_per_second = 5000
 
@@ -65,6 +72,10 @@ class UnderLoad:
         if self._window_count >= self.rate:
             self._last_under_load = now
         return now - self._last_under_load < UNDER_LOAD_LINGER
+
+    def note_backlog(self, now: float) -> None:
+        """`backlog` handshake messages came in one receive batch: under load from now."""
+        self._last_under_load = now
 
     def active(self, now: float) -> bool:
         """Under load, as the last counted message left it (counts nothing)."""

@@ -264,3 +264,33 @@ def test_an_invalid_mac2_under_load_is_answered_and_counted_as_bad_mac2() -> Non
     device.receive_datagram(initiation_with_valid_mac1(server_public), source, NOW)
     assert [(d[0], dst) for d, dst in device.take_datagrams()] == [(3, source)]
     assert device.drops == {DropReason.BAD_MAC2: 1, DropReason.COOKIE_SENT: 1}
+
+
+def test_a_backlog_of_handshake_messages_in_one_receive_batch_is_load() -> None:
+    """The kernel is under load from a backlog (512 of its 4096 queued handshakes), not only
+    from a rate: a daemon too slow to process 512 handshake messages a second (an emulated CPU,
+    a starved one) still sees its socket's queue in how many handshake messages one read
+    brings. Such a batch puts the device under load at once; a batch one message short of the
+    backlog does not, and neither do data packets."""
+    backlog = UnderLoad.backlog
+    assert backlog < 128  # fits one of the loop's reads (io/loop.py BATCH)
+    for count, under_load in ((backlog - 1, False), (backlog + 8, True)):
+        device, server_public = flooded_device()
+        batch = [(initiation_with_valid_mac1(server_public), ("192.0.2.66", 40000 + i))
+                 for i in range(count)]
+        device.receive_datagrams(batch, NOW)  # one read, far below 512 messages/s
+        kinds = [d[0] for d, _ in device.take_datagrams()]
+        assert device.under_load.active(NOW) is under_load
+        if under_load:
+            # the messages after the backlog was seen cost no DH: answered with cookies
+            assert kinds.count(3) == count - (backlog - 1)
+            assert device.drops[DropReason.COOKIE_SENT] == count - (backlog - 1)
+        else:
+            assert 3 not in kinds
+        assert device.under_load.active(NOW + 0.9) is under_load  # it lingers like the rate's
+        assert not device.under_load.active(NOW + 1.0)
+    # transport data in a batch, however many, is no handshake backlog
+    device, _ = flooded_device()
+    junk = [(b"\x04\x00\x00\x00" + bytes(60), ("192.0.2.66", 40000))] * 128
+    device.receive_datagrams(junk, NOW)
+    assert not device.under_load.active(NOW)
