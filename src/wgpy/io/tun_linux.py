@@ -248,7 +248,7 @@ class TunDevice:
     def read_packet(self) -> bytes | None:
         """One IP packet, or None when nothing is queued. With vnet_hdr the header is cut
         off; the other segments of a TSO super-packet wait for the next read_packet or
-        read_batch. `read_raw` keeps the header."""
+        read_batch."""
         if self._pending:
             return self._pending.pop(0)
         if self.vnet_hdr:
@@ -314,15 +314,6 @@ class TunDevice:
             self.bad_reads += bad
             raise TunDropped(errno.EBADMSG, bad, packets)
         return packets
-
-    def read_raw(self) -> bytes | None:
-        """One read as the kernel delivers it (vnet header included), None when empty."""
-        try:
-            return os.read(self.fd, MAX_VNET_READ if self.vnet_hdr else MAX_PACKET)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            raise self._failed(e, 1) from None
 
     def write_packet(self, packet: bytes) -> None:
         """Write one IP packet (a zero vnet header is prepended when vnet_hdr is on)."""
