@@ -129,10 +129,17 @@ class HandshakeFlood:
     """A thread sending handshake initiations with a valid mac1 (and no mac2) for the
     responder's public key from bind_ip inside netns: bursts, then short pauses, until stopped.
     Enough of them put the responder under load, and it then answers initiations without a
-    valid mac2 with cookie replies. The socket is made inside netns; the thread only sends."""
+    valid mac2 with cookie replies. The socket is made inside netns.
+
+    With `window`, the flood paces itself by the cookie replies it gets back: at most `window`
+    messages are unanswered at a time (after `pause` without a reply, all are taken as worked
+    off), so the responder's handshake queue stays deep enough for it to be under load and
+    never fills up, whatever the (emulated) CPU's speed: a full queue drops a legitimate
+    initiator's messages along with the flood's."""
 
     def __init__(self, netns: str, bind_ip: str, target: tuple[str, int],
-                 responder_public_key: bytes, burst: int = 1000, pause: float = 0.2) -> None:
+                 responder_public_key: bytes, burst: int = 1000, pause: float = 0.2,
+                 window: int | None = None) -> None:
         import secrets
         import socket
         import threading
@@ -147,18 +154,23 @@ class HandshakeFlood:
         CookieGenerator(responder_public_key).add_macs(message, 0.0)
         self.packet = bytes(message)
         self.target = target
-        self.burst, self.pause = burst, pause
+        self.burst, self.pause, self.window = burst, pause, window
         self.sent = 0
+        self.replies = 0
         self._stop = threading.Event()
         pushns(netns)
         try:
             self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._socket.bind((bind_ip, 0))
+            self._socket.setblocking(False)
         finally:
             popns()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        if self.window is not None:
+            self._run_windowed(self.window)
+            return
         send, packet, target = self._socket.sendto, self.packet, self.target
         while not self._stop.is_set():
             for _ in range(self.burst):
@@ -168,6 +180,33 @@ class HandshakeFlood:
                 except OSError:  # ENOBUFS and the like: the next burst goes on
                     break
             self._stop.wait(self.pause)
+
+    def _run_windowed(self, window: int) -> None:
+        import select
+
+        sock, packet, target = self._socket, self.packet, self.target
+        unanswered = 0
+        while not self._stop.is_set():
+            for _ in range(window - unanswered):
+                try:
+                    sock.sendto(packet, target)
+                except OSError:  # EAGAIN, ENOBUFS: the next round goes on
+                    break
+                self.sent += 1
+                unanswered += 1
+            # replies work the window off; half of it answered, or a pause without any
+            # reply (not under load: no replies), and the next round fills it up again
+            while unanswered > window // 2 and not self._stop.is_set():
+                if not select.select([sock], [], [], self.pause)[0]:
+                    unanswered = 0
+                    break
+                while True:
+                    try:
+                        sock.recv(256)
+                    except OSError:
+                        break
+                    self.replies += 1
+                    unanswered = max(0, unanswered - 1)
 
     def __enter__(self) -> Self:
         self._thread.start()
