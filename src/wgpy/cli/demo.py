@@ -112,7 +112,7 @@ class Lab:
         return privates
 
     def run(self, index: int, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+        return subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, **self.in_ns(index))  # type: ignore[arg-type]
 
     def close(self) -> None:
