@@ -194,9 +194,9 @@ class HandshakeFlood:
                     break
                 self.sent += 1
                 unanswered += 1
-            # replies work the window off; half of it answered, or a pause without any
+            # replies work the window off; a quarter of it answered, or a pause without any
             # reply (not under load: no replies), and the next round fills it up again
-            while unanswered > window // 2 and not self._stop.is_set():
+            while unanswered > window * 3 // 4 and not self._stop.is_set():
                 if not select.select([sock], [], [], self.pause)[0]:
                     unanswered = 0
                     break
