@@ -24,9 +24,12 @@ collect_ignore = ["guest"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `e2e` too: the group needs root like every e2e test, so any run that leaves the root
+    # tests out (`-m 'not e2e'`) leaves the VM out as well instead of booting it
     for item in items:
         if KERNEL_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.kernel)
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
