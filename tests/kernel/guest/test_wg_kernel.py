@@ -10,9 +10,9 @@ The command list and config files are the ones the userspace tests use
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import pytest
+from handshake_ages import mask_handshake_ages
 from kernlib import InProcessRunner, add_kernel_link
 from netns import Topology, parse_wg_dump
 from test_wg_cli import Result, assert_same
@@ -36,25 +36,6 @@ def test_write_commands_leave_the_same_state(mtopo: Topology, runner: InProcessR
     check_write_cases(runner, files, sides)
 
 
-ANSI = re.compile(rb"\x1b\[[0-9;]*m")
-UNIT_SECONDS = {b"year": 365 * 86400, b"day": 86400, b"hour": 3600, b"minute": 60,
-                b"second": 1}
-
-
-def _ages(output: bytes) -> tuple[bytes, list[int]]:
-    """output with the digits of "latest handshake: ... ago" lines masked, and those ages in
-    seconds (they move on while the tools run; everything else must be byte-identical)."""
-    lines, ages = [], []
-    for line in output.split(b"\n"):
-        if b"latest handshake" in line and line.endswith((b"ago", b"ago\x1b[0m")):
-            plain = ANSI.sub(b"", line).split(b": ", 1)[1]
-            ages.append(sum(int(n) * UNIT_SECONDS[unit] for n, unit in
-                            re.findall(rb"(\d+) (year|day|hour|minute|second)", plain)))
-            line = re.sub(rb"\d", b"#", line)
-        lines.append(line)
-    return b"\n".join(lines), ages
-
-
 def _same_as_wg(runner: InProcessRunner, args: list[str], netns: str,
                 env: dict[str, str | None]) -> None:
     """wg, wgpy, wg: equal but for the handshake ages, and each age wgpy shows lies between
@@ -65,7 +46,7 @@ def _same_as_wg(runner: InProcessRunner, args: list[str], netns: str,
         return
     second = runner.run("wg", args, netns=netns, env=env)
     (first_out, first_ages), (wgpy_out, wgpy_ages), (_, second_ages) = (
-        _ages(first.stdout), _ages(wgpy.stdout), _ages(second.stdout))
+        mask_handshake_ages(run.stdout) for run in (first, wgpy, second))
     what = f"{' '.join(args)} {env}"
     assert_same(Result(first_out, first.stderr, first.returncode),
                 Result(wgpy_out, wgpy.stderr, wgpy.returncode), what=what)
