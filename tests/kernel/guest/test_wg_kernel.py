@@ -12,10 +12,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from handshake_ages import mask_handshake_ages
 from kernlib import InProcessRunner, add_kernel_link
 from netns import Topology, parse_wg_dump
-from test_wg_cli import Result, assert_same
+from test_wg_cli import Result, assert_same_as_wg
 from test_wg_cli_live import OUTER_A, OUTER_B, check_write_cases, make_files
 
 
@@ -34,25 +33,6 @@ def test_write_commands_leave_the_same_state(mtopo: Topology, runner: InProcessR
         assert setup.returncode == 0, setup.text()
         sides[tool] = (ns, ifname)
     check_write_cases(runner, files, sides)
-
-
-def _same_as_wg(runner: InProcessRunner, args: list[str], netns: str,
-                env: dict[str, str | None]) -> None:
-    """wg, wgpy, wg: equal but for the handshake ages, and each age wgpy shows lies between
-    the ones the two wg runs around it show (under emulation one wgpy call may take seconds)."""
-    first = runner.run("wg", args, netns=netns, env=env)
-    wgpy = runner.run("wgpy", args, netns=netns, env=env)
-    if wgpy == first:
-        return
-    second = runner.run("wg", args, netns=netns, env=env)
-    (first_out, first_ages), (wgpy_out, wgpy_ages), (_, second_ages) = (
-        mask_handshake_ages(run.stdout) for run in (first, wgpy, second))
-    what = f"{' '.join(args)} {env}"
-    assert_same(Result(first_out, first.stderr, first.returncode),
-                Result(wgpy_out, wgpy.stderr, wgpy.returncode), what=what)
-    assert len(first_ages) == len(wgpy_ages) == len(second_ages), what
-    for low, age, high in zip(first_ages, wgpy_ages, second_ages, strict=True):
-        assert low <= age <= high, f"{what}: handshake age {age} not in [{low}, {high}]"
 
 
 def test_show_live_tunnel_same_as_wg(mtopo: Topology, runner: InProcessRunner) -> None:
@@ -79,7 +59,8 @@ def test_show_live_tunnel_same_as_wg(mtopo: Topology, runner: InProcessRunner) -
              *[["show", "all", field] for field in fields]]
     for env in ({}, {"WG_HIDE_KEYS": "never", "WG_COLOR_MODE": "always"}):
         for args in cases:
-            _same_as_wg(runner, args, a.name, env)
+            assert_same_as_wg(runner, args, what=f"{' '.join(args)} {env}", netns=a.name,
+                              env=env)
     shown = runner.run("wgpy", ["show", a_if], netns=a.name)
     assert isinstance(shown, Result)
     text = shown.stdout.decode()
