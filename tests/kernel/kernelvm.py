@@ -168,6 +168,8 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
         "#!/bin/sh\n"
         f"{env_lines}"
         f"cd {shlex.quote(str(shared))}\n"
+        # the guest kernel's log, for whoever looks into a failed run (the console has none)
+        f"dmesg --follow > {shlex.quote(str(shared / 'dmesg.log'))} 2>&1 &\n"
         f"{argv}\n"
         f"echo $? > {shlex.quote(str(shared / STATUS_NAME))}\n"
     )
