@@ -169,7 +169,7 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
         f"{env_lines}"
         f"cd {shlex.quote(str(shared))}\n"
         # the guest kernel's log, for whoever looks into a failed run (the console has none)
-        f"dmesg --follow > {shlex.quote(str(shared / 'dmesg.log'))} 2>&1 &\n"
+        f"cat /dev/kmsg > {shlex.quote(str(shared / 'dmesg.log'))} 2>&1 &\n"
         f"{argv}\n"
         f"echo $? > {shlex.quote(str(shared / STATUS_NAME))}\n"
     )
