@@ -1,4 +1,5 @@
-"""The kernel test group (marker `kernel`): one VM boot runs every test under guest/.
+"""The kernel test group (markers `kernel` and `e2e`, set in test_vm.py): one VM boot runs
+every test under guest/.
 
 guest/ is never collected on the host (it needs the wireguard module): the host collects its
 node ids (`pytest --collect-only`, which also warms the guest's pycache), boots the VM once
@@ -19,17 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kernelvm as vm
 
-KERNEL_DIR = Path(__file__).resolve().parent
 collect_ignore = ["guest"]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # `e2e` too: the group needs root like every e2e test, so any run that leaves the root
-    # tests out (`-m 'not e2e'`) leaves the VM out as well instead of booting it
-    for item in items:
-        if KERNEL_DIR in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.kernel)
-            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

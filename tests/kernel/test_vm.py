@@ -5,6 +5,11 @@ from __future__ import annotations
 import kernelvm as vm
 import pytest
 
+# `e2e` too: the group needs root like every e2e test, so a run that leaves the root tests out
+# (`-m 'not e2e'`) leaves the VM out as well instead of booting it. Set here, on the module,
+# so that the selection never depends on the order in which collection hooks run.
+pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
+
 
 def _console_tail(run: vm.GuestRun, lines: int = 60) -> str:
     return "\n".join(run.console.rstrip().splitlines()[-lines:])
