@@ -304,9 +304,7 @@ def test_show_and_showconf_same_as_wg(runner: Runner, run_dir: Path,
     for device in (busy, empty):
         for args in cases:
             argv = [device if a == "IF" else a for a in args]
-            adjust = None
-            if "wgcabsent" in argv:
-                adjust = as_on_a_kernel_host_checked
+            adjust = as_on_a_kernel_host_checked if "wgcabsent" in argv else None
             assert_same_as_wg(runner, argv, what=f"wg {' '.join(argv)} with {env}",
                               adjust_wg=adjust, run_dir=run_dir, env=env)
     # and the comparison is not vacuous: wg really printed the interesting parts

@@ -185,9 +185,13 @@ class HandshakeFlood:
 
         sock, unanswered = self._socket, 0
         while not self._stop.is_set():
-            self.sent += self._send()
+            sent = self._send()
+            if not sent:  # EAGAIN, ENOBUFS: the socket's buffer drains first
+                self._stop.wait(0.01)
+                continue
+            self.sent += sent
             self.bursts += 1
-            unanswered += self.burst
+            unanswered += sent
             while unanswered > self.low and not self._stop.is_set():
                 if not select.select([sock], [], [], self.silence)[0]:
                     self.silences += 1
