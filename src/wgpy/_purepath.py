@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from wgpy.constants import REJECT_AFTER_MESSAGES
 from wgpy.core.crypto import nonce as _nonce
 from wgpy.core.messages import TRANSPORT_HEADER
+from wgpy.io.tun_gro import coalesce
 
 Buffer = bytes | bytearray | memoryview
 
@@ -323,10 +324,10 @@ def _fold(total: int) -> int:
 def gro_coalesce(packets: Sequence[Buffer]) -> list[bytes]:
     """The writes into a TUN with IFF_VNET_HDR for `packets`, in order: each a virtio_net_hdr
     and the packet or coalesced TCP super-packet after it. The rules are io/tun_gro.py's
-    `coalesce` (TCP only); this is each of its iovec lists joined into one buffer."""
-    from wgpy.io.tun_gro import coalesce  # here: tun_gro takes its checksums from this module
-
+    `coalesce` (TCP only), with this module's checksums; this is each of its iovec lists
+    joined into one buffer."""
     if not isinstance(packets, (list, tuple)):
         packets = list(packets)
     return [b"".join(write) for write in coalesce(
-        [p if p.__class__ is bytes else bytes(_contiguous(p)) for p in packets])]
+        [p if p.__class__ is bytes else bytes(_contiguous(p)) for p in packets],
+        checksums_valid)]

@@ -30,11 +30,14 @@ a second one joins it (a segment that stays alone needs no check from us).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
-# The IPv4 header and TCP checksums of a segment before it joins a group (in C when the
-# fast path is built: ~0.2 against ~3 µs per 1440 B segment; bench/fastpath.py) are checked
-# with fastpath.checksums_valid, looked up once per batch.
-from wgpy import fastpath
+# checksums_valid(packet, l4_start, protocol): the IPv4 header and TCP checksums of a segment
+# before it joins a group. The caller hands it in: tun_linux fastpath.checksums_valid (in C when
+# the fast path is built: ~0.2 against ~3 µs per 1440 B segment; bench/fastpath.py),
+# _purepath.gro_coalesce its own.
+ChecksumsValid = Callable[[Any, int, int], bool]
 
 VNET_HDR_F_NEEDS_CSUM = 1
 VNET_HDR_GSO_TCPV4 = 1
@@ -88,8 +91,9 @@ _V6_VARYING = ((4, 6), (44, 48), (53, 54), (56, 58))
 _V4_MASKS = {20 + doff: _mask(20 + doff, _V4_VARYING) for doff in range(20, 64, 4)}
 _V6_MASKS = {40 + doff: _mask(40 + doff, _V6_VARYING) for doff in range(20, 64, 4)}
 
-def coalesce(packets: list[bytes]) -> list[Write]:
-    """Group `packets` into writev iovec lists (vnet header first), keeping flow order.
+def coalesce(packets: list[bytes], valid: ChecksumsValid) -> list[Write]:
+    """Group `packets` into writev iovec lists (vnet header first), keeping flow order;
+    `valid` checks a segment's checksums before it joins a group.
 
     Per packet: the header is read as one big int; masking out the fields that may differ
     and comparing with the group's first header checks every "same" rule at once.
@@ -97,7 +101,6 @@ def coalesce(packets: list[bytes]) -> list[Write]:
     out: list = []  # _Group or a single packet
     groups: dict[bytes, _Group] = {}
     from_bytes = int.from_bytes
-    valid = fastpath.checksums_valid
     v4_masks, v6_masks = _V4_MASKS, _V6_MASKS
     for packet in packets:
         size = len(packet)

@@ -340,7 +340,7 @@ class TunDevice:
         elif fastpath.IMPLEMENTATION != "c":
             # tun_gro.coalesce's iovec lists: in pure Python joining each write into one
             # buffer (as _purepath.gro_coalesce does) would only add a copy
-            write, writes = os.writev, coalesce(packets)
+            write, writes = os.writev, coalesce(packets, fastpath.checksums_valid)
         else:
             write, writes = os.write, fastpath.gro_coalesce(packets)
         dropped = 0

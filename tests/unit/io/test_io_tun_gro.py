@@ -18,8 +18,13 @@ from hypothesis import strategies as st
 from packets import ACK, FIN, PSH, SYN, checksum, tcp4, tcp6, udp4
 from private_netns import in_new_netns
 
+from wgpy import fastpath
 from wgpy.io import tun_gro
-from wgpy.io.tun_gro import coalesce
+
+
+def coalesce(packets: list[bytes]) -> list:
+    """tun_gro.coalesce as the daemon calls it (checksums in C when the fast path is built)."""
+    return tun_gro.coalesce(packets, fastpath.checksums_valid)
 
 
 def joined(write: list) -> bytes:
