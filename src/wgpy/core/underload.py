@@ -17,7 +17,8 @@ MACs themselves (cookie.py's CookieChecker):
 - the cookie replies' own limits, per source and all sources together (`allows_cookie_reply`):
   each reply is an XChaCha20-Poly1305 seal (~45 us here), generous enough that a spoofer using
   a peer's address at hundreds per second does not use up that address's replies, and tight
-  enough that many spoofed addresses cannot buy the single thread (~20 % of it at most). The
+  enough that many spoofed addresses cannot buy the single thread (~20 % of it at most, after
+  a burst of up to 2,000 replies, ~90 ms); one source cannot use up the others' replies. The
   kernel bounds this work with its handshake queue; its per-source limiter is for handshakes
   only;
 - a flood's fast path (`refuses_before_mac1`): a source over its cookie-reply limit is refused
@@ -54,9 +55,12 @@ class UnderLoad:
             packets_per_second=self.cookie_replies_per_source,
             burst=self.cookie_replies_per_source,
         )
-        self.cookie_reply_budget = TokenBucket(
-            self.cookie_replies_per_second, max(1, self.cookie_replies_per_second // 10)
-        )
+        # twice one source's burst: a source emptying its own bucket at one instant (as a
+        # queue releases a flood) leaves half of this to the others
+        self.cookie_replies_burst = min(self.cookie_replies_per_second,
+                                        2 * self.cookie_replies_per_source)
+        self.cookie_reply_budget = TokenBucket(self.cookie_replies_per_second,
+                                               self.cookie_replies_burst)
         # source host -> until when the cookie-reply limiter refuses it
         self.refused_until: dict[str, float] = {}
         self._window_start = 0.0
