@@ -176,7 +176,9 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
     script.chmod(0o755)
     accelerator = "kvm" if real_kvm() else "tcg"
     vng = [str(VNG_VENV / "bin" / "vng"), "--run", f"/boot/vmlinuz-{version}",
-           "--cpus", "2", "--memory", "2G", "--rwdir", str(shared), "--exec", str(script)]
+           "--cpus", "2", "--memory", "2G", "--rwdir", str(shared), "--exec", str(script),
+           # the guest kernel's errors on the console: a panic never reaches dmesg.log
+           "--verbose", "--append", "loglevel=4"]
     if accelerator == "tcg":
         vng.insert(3, "--disable-kvm")
     started = time.monotonic()
