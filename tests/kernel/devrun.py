@@ -1,4 +1,6 @@
-"""Developer aid: boot the VM and run some guest tests (`python3 tests/kernel/devrun.py -k x`)."""
+"""Developer aid: boot the VM and run some guest tests (`python3 tests/kernel/devrun.py -k x`).
+
+Nothing happens on import (`pytest --doctest-modules` imports every module under tests/)."""
 
 import sys
 import tempfile
@@ -7,9 +9,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kernelvm as vm
 
-shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-dev-", dir="/var/tmp"))
-vm.collect_guest_tests(shared)
-vm.warm_pycache(shared)
-run = vm.boot_and_run(shared, sys.argv[1:])
-print(run.console[-20000:])
-print(f"{run.accelerator} {run.seconds:.0f}s status={run.status} shared={shared}")
+
+def main(pytest_args: list[str]) -> int:
+    shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-dev-", dir="/var/tmp"))
+    vm.collect_guest_tests(shared)
+    vm.warm_pycache(shared)
+    run = vm.boot_and_run(shared, pytest_args)
+    print(run.console[-20000:])
+    print(f"{run.accelerator} {run.seconds:.0f}s status={run.status} shared={shared}")
+    return 0 if run.status == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
