@@ -21,4 +21,7 @@ def main(pytest_args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt as stopped:  # Ctrl-C, SIGTERM: kernelvm has stopped the VM
+        sys.exit(f"devrun: {stopped}")

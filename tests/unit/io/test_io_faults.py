@@ -64,7 +64,8 @@ def test_a_failed_write_loses_that_packet_the_rest_of_the_batch_is_written(monke
 def test_a_failed_coalesced_write_counts_every_segment_in_it(monkeypatch, tun_fd):
 
     packets = [tcp4(b"a" * 100, 100 * i) for i in range(5)] + [b"\x45" + bytes(39)]
-    assert [len(w) for w in coalesce(packets, fastpath.checksums_valid)] == [2 + 5, 2]  # one super-packet, one alone
+    # one super-packet, one alone
+    assert [len(w) for w in coalesce(packets, fastpath.checksums_valid)] == [2 + 5, 2]
     calls: list = []
     # each write one buffer (os.write, fastpath.gro_coalesce in C: the count comes from its
     # vnet header) or an iovec list (os.writev: pure Python)
