@@ -17,6 +17,8 @@ def main(pytest_args: list[str]) -> int:
     run = vm.boot_and_run(shared, pytest_args)
     print(run.console[-20000:])
     print(f"{run.accelerator} {run.seconds:.0f}s status={run.status} shared={shared}")
+    if run.status is None:
+        print(vm.why_stopped(shared))
     return 0 if run.status == 0 else 1
 
 

@@ -34,6 +34,8 @@ SRC_DIR = REPO_ROOT / "src"
 VNG_VENV = Path(os.environ.get("WGPY_VNG_VENV", "/opt/wgpy-vng"))
 RESULTS_NAME = "results.jsonl"
 STATUS_NAME = "guest-status"
+CURRENT_TEST_NAME = "current-test"  # the guest test running now (rewritten at each start)
+MONITOR_NAME = "monitor.log"  # the guest's load, memory and process count every 10 s
 # The whole guest run (boot + pytest inside) may take this long before it is stopped. Measured
 # under TCG on a loaded 2-core machine: see README ("Kernel tests in a VM").
 VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "3000"))
@@ -92,6 +94,7 @@ def guest_environment(shared: Path) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "WGPY_KERNEL_GUEST": "1",
         "WGPY_KERNEL_RESULTS": str(shared / RESULTS_NAME),
+        "WGPY_KERNEL_CURRENT_TEST": str(shared / CURRENT_TEST_NAME),
         "HOME": str(shared),
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     }
@@ -170,6 +173,14 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
         f"cd {shlex.quote(str(shared))}\n"
         # the guest kernel's log, for whoever looks into a failed run (the console has none)
         f"cat /dev/kmsg > {shlex.quote(str(shared / 'dmesg.log'))} 2>&1 &\n"
+        # and its state over time, for a VM that stops without a word
+        "while :; do echo \"$(cut -d' ' -f1 /proc/uptime)s $(cut -d' ' -f1-4 /proc/loadavg)"
+        " $(grep -E '^(MemAvailable|Shmem|Slab):' /proc/meminfo | tr -s ' ' | tr '\\n' ' ')"
+        "procs $(ls -d /proc/[0-9]* | wc -l)"
+        # qemu's i6300esb watchdog (vng adds it) resets the VM when armed and not fed in time
+        " watchdog $(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none)"
+        "\"; sleep 10; done"
+        f" > {shlex.quote(str(shared / MONITOR_NAME))} 2>&1 &\n"
         f"{argv}\n"
         f"echo $? > {shlex.quote(str(shared / STATUS_NAME))}\n"
     )
@@ -192,6 +203,17 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
     status_file = shared / STATUS_NAME
     status = int(status_file.read_text().strip()) if status_file.exists() else None
     return GuestRun(accelerator, console, seconds, status, read_results(shared / RESULTS_NAME))
+
+
+def why_stopped(shared: Path) -> str:
+    """For a guest that never finished: the test it was running and its last recorded state."""
+    current = shared / CURRENT_TEST_NAME
+    running = current.read_text().strip() if current.exists() else "none recorded"
+    monitor = shared / MONITOR_NAME
+    states = monitor.read_text(errors="replace").splitlines()[-3:] if monitor.exists() else []
+    return (f"the guest was running: {running}\n"
+            f"its last states (uptime, load, memory in kB, processes, watchdog; every 10 s):\n  "
+            + "\n  ".join(states or ["none recorded"]))
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -221,7 +243,7 @@ def _run_vng(vng: list[str], shared: Path) -> str:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    text = output.decode(errors="replace")
+    text = output.decode(errors="replace") + f"\n--- vng exited with status {process.returncode} ---\n"
     (shared / "console.log").write_text(text)
     return text
 

@@ -12,7 +12,10 @@ pytestmark = [pytest.mark.kernel, pytest.mark.e2e]
 
 
 def _console_tail(run: vm.GuestRun, lines: int = 60) -> str:
-    return "\n".join(run.console.rstrip().splitlines()[-lines:])
+    tail = "\n".join(run.console.rstrip().splitlines()[-lines:])
+    if run.status is None:
+        tail += "\n" + vm.why_stopped(vm.shared_dir())
+    return tail
 
 
 def test_vm_ran_every_guest_test(guest_run: vm.GuestRun) -> None:

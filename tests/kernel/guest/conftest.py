@@ -39,6 +39,12 @@ COLLECT_ONLY = os.environ.get("WGPY_KERNEL_COLLECT_ONLY") == "1"
 RESULTS = os.environ.get("WGPY_KERNEL_RESULTS")
 
 
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    """The test now running, for a VM that stops in the middle of one (kernelvm.why_stopped)."""
+    if (path := os.environ.get("WGPY_KERNEL_CURRENT_TEST")) and not COLLECT_ONLY:
+        Path(path).write_text(nodeid + "\n")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not RESULTS or COLLECT_ONLY:
         return
