@@ -36,6 +36,7 @@ RESULTS_NAME = "results.jsonl"
 STATUS_NAME = "guest-status"
 CURRENT_TEST_NAME = "current-test"  # the guest test running now (rewritten at each start)
 MONITOR_NAME = "monitor.log"  # the guest's load, memory and process count every 10 s
+QEMU_LOG_NAME = "qemu.log"  # qemu's log of CPU resets (-d cpu_reset): boot, and a triple fault
 # The whole guest run (boot + pytest inside) may take this long before it is stopped. Measured
 # under TCG on a loaded 2-core machine: see README ("Kernel tests in a VM").
 VM_TIMEOUT = float(os.environ.get("WGPY_KERNEL_VM_TIMEOUT", "3000"))
@@ -176,7 +177,7 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
         # and its state over time, for a VM that stops without a word
         "while :; do echo \"$(cut -d' ' -f1 /proc/uptime)s $(cut -d' ' -f1-4 /proc/loadavg)"
         " $(grep -E '^(MemAvailable|Shmem|Slab):' /proc/meminfo | tr -s ' ' | tr '\\n' ' ')"
-        "procs $(ls -d /proc/[0-9]* | wc -l)"
+        "procs $(ls -d /proc/[0-9]* 2>/dev/null | wc -l)"
         # qemu's i6300esb watchdog (vng adds it) resets the VM when armed and not fed in time
         " watchdog $(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none)"
         "\"; sleep 10; done"
@@ -186,18 +187,13 @@ def boot_and_run(shared: Path, pytest_extra: list[str] | None = None) -> GuestRu
     )
     script.chmod(0o755)
     accelerator = "kvm" if real_kvm() else "tcg"
-    vng = [str(VNG_VENV / "bin" / "vng"), "--run", f"/boot/vmlinuz-{version}",
-           "--cpus", "2", "--memory", "2G", "--rwdir", str(shared), "--exec", str(script),
-           # the guest kernel's errors on the console: a panic never reaches dmesg.log
-           "--verbose", "--append", "loglevel=4"]
-    if accelerator == "tcg":
-        vng.insert(3, "--disable-kvm")
+    vng = _vng_argv(version, shared, script, tcg=accelerator == "tcg")
     started = time.monotonic()
     console = _run_vng(vng, shared)
     if accelerator == "kvm" and not (shared / STATUS_NAME).exists() \
             and not (shared / RESULTS_NAME).exists():
         accelerator = "tcg (kvm failed to boot)"
-        vng.insert(3, "--disable-kvm")
+        vng = _vng_argv(version, shared, script, tcg=True)
         console += "\n--- retry without KVM ---\n" + _run_vng(vng, shared)
     seconds = time.monotonic() - started
     status_file = shared / STATUS_NAME
@@ -211,9 +207,34 @@ def why_stopped(shared: Path) -> str:
     running = current.read_text().strip() if current.exists() else "none recorded"
     monitor = shared / MONITOR_NAME
     states = monitor.read_text(errors="replace").splitlines()[-3:] if monitor.exists() else []
+    qemu_log = shared / QEMU_LOG_NAME
+    qemu = qemu_log.read_text(errors="replace") if qemu_log.exists() else ""
     return (f"the guest was running: {running}\n"
-            f"its last states (uptime, load, memory in kB, processes, watchdog; every 10 s):\n  "
+            f"qemu's log ({qemu_log}): "
+            + ("a triple fault" if "Triple fault" in qemu else "no triple fault") + "\n"
+            "its last states (uptime, load, memory in kB, processes, watchdog; every 10 s):\n  "
             + "\n  ".join(states or ["none recorded"]))
+
+
+def _vng_argv(version: str, shared: Path, script: Path, tcg: bool) -> list[str]:
+    # qemu's own word on a guest that resets itself (a triple fault says so in its log)
+    qemu_opts = f"-d cpu_reset -D {shared / QEMU_LOG_NAME}"
+    if tcg:
+        # One host thread runs both emulated CPUs. With a thread each (qemu's default) the
+        # guest kernel died now and then: "Oops: int3" at a jump site in
+        # __netif_receive_skb_core ("Fatal exception in interrupt") while a ping flipped
+        # netstamp_needed_key. The kernel flips a static key by writing an int3 over each
+        # jump site, then the rest, then the first byte, syncing every CPU in between; the
+        # other emulated CPU still ran the int3 after that. The guest rebooted, which ends
+        # qemu (-no-reboot): the "lost VMs" of README's kernel section.
+        qemu_opts += " -accel tcg,thread=single"
+    argv = [str(VNG_VENV / "bin" / "vng"), "--run", f"/boot/vmlinuz-{version}",
+            "--cpus", "2", "--memory", "2G", "--rwdir", str(shared), "--exec", str(script),
+            # the guest kernel's errors on the console: a panic never reaches dmesg.log
+            "--verbose", "--append", "loglevel=4", f"--qemu-opts={qemu_opts}"]
+    if tcg:
+        argv.insert(3, "--disable-kvm")
+    return argv
 
 
 def _interrupt(signum: int, _frame: object) -> None:
