@@ -11,6 +11,9 @@ import kernelvm as vm
 
 
 def main(pytest_args: list[str]) -> int:
+    reason = vm.why_vm_cannot_run()  # the kernel group's own check: root, vng, qemu, a kernel
+    if reason:
+        sys.exit(f"devrun: {reason}")
     shared = Path(tempfile.mkdtemp(prefix="wgpy-kernel-dev-", dir="/var/tmp"))
     vm.collect_guest_tests(shared)
     vm.warm_pycache(shared)

@@ -4,6 +4,7 @@ without root was killed while that VM booted, "no tests ran")."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,15 @@ def test_devrun_does_nothing_on_import() -> None:
     run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_devrun_without_what_the_vm_needs_says_why_in_one_line() -> None:
+    """Without virtme-ng (or root, or a kernel) devrun names what is missing and boots nothing;
+    it used to collect the guest tests, then end in a traceback from starting vng."""
+    run = subprocess.run([sys.executable, str(KERNEL_DIR / "devrun.py"), "-k", "nothing"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "WGPY_VNG_VENV": "/nonexistent/wgpy-vng"})
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("devrun: "), run.stderr
+    assert ("virtme-ng is missing" in run.stderr) == (os.geteuid() == 0), run.stderr
